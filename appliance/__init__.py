@@ -1,0 +1,3 @@
+"""FCR routing appliance."""
+
+__version__ = "0.1.0"

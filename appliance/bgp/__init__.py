@@ -1,0 +1,1 @@
+"""BGP-4 speaker: wire codec (packet/), FSM, peers, RIBs (rib/)."""

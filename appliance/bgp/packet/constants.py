@@ -1,0 +1,144 @@
+"""BGP protocol numbers (RFC 4271, 4760, 5492, 6793, 7606, 8203, 8654, IANA registries)."""
+
+from enum import IntEnum
+
+MARKER = b"\xff" * 16
+HEADER_LEN = 19
+MAX_MESSAGE_LEN = 4096          # RFC 4271
+MAX_EXTENDED_MESSAGE_LEN = 65535  # RFC 8654
+AS_TRANS = 23456                # RFC 6793
+
+
+class MsgType(IntEnum):
+    OPEN = 1
+    UPDATE = 2
+    NOTIFICATION = 3
+    KEEPALIVE = 4
+    ROUTE_REFRESH = 5
+
+
+class AttrType(IntEnum):
+    ORIGIN = 1
+    AS_PATH = 2
+    NEXT_HOP = 3
+    MULTI_EXIT_DISC = 4
+    LOCAL_PREF = 5
+    ATOMIC_AGGREGATE = 6
+    AGGREGATOR = 7
+    COMMUNITIES = 8
+    ORIGINATOR_ID = 9
+    CLUSTER_LIST = 10
+    MP_REACH_NLRI = 14
+    MP_UNREACH_NLRI = 15
+    EXTENDED_COMMUNITIES = 16
+    AS4_PATH = 17
+    AS4_AGGREGATOR = 18
+    LARGE_COMMUNITIES = 32
+
+
+class AttrFlag(IntEnum):
+    OPTIONAL = 0x80
+    TRANSITIVE = 0x40
+    PARTIAL = 0x20
+    EXTENDED_LENGTH = 0x10
+
+
+class Origin(IntEnum):
+    IGP = 0
+    EGP = 1
+    INCOMPLETE = 2
+
+
+class AsPathSegment(IntEnum):
+    AS_SET = 1
+    AS_SEQUENCE = 2
+    AS_CONFED_SEQUENCE = 3
+    AS_CONFED_SET = 4
+
+
+class Afi(IntEnum):
+    IPV4 = 1
+    IPV6 = 2
+
+
+class Safi(IntEnum):
+    UNICAST = 1
+
+
+class CapabilityCode(IntEnum):
+    MULTIPROTOCOL = 1
+    ROUTE_REFRESH = 2
+    EXTENDED_MESSAGE = 6
+    GRACEFUL_RESTART = 64
+    FOUR_OCTET_AS = 65
+    ADD_PATH = 69
+    ENHANCED_ROUTE_REFRESH = 70
+    ROUTE_REFRESH_CISCO = 128
+
+
+class RouteRefreshSubtype(IntEnum):
+    NORMAL = 0  # RFC 2918
+    BORR = 1    # RFC 7313 beginning of route refresh
+    EORR = 2    # RFC 7313 end of route refresh
+
+
+class ErrorCode(IntEnum):
+    MESSAGE_HEADER = 1
+    OPEN_MESSAGE = 2
+    UPDATE_MESSAGE = 3
+    HOLD_TIMER_EXPIRED = 4
+    FSM = 5
+    CEASE = 6
+    ROUTE_REFRESH = 7  # RFC 7313
+
+
+class HeaderSubcode(IntEnum):
+    CONNECTION_NOT_SYNCHRONIZED = 1
+    BAD_MESSAGE_LENGTH = 2
+    BAD_MESSAGE_TYPE = 3
+
+
+class OpenSubcode(IntEnum):
+    UNSUPPORTED_VERSION = 1
+    BAD_PEER_AS = 2
+    BAD_BGP_IDENTIFIER = 3
+    UNSUPPORTED_OPTIONAL_PARAMETER = 4
+    UNACCEPTABLE_HOLD_TIME = 6
+    UNSUPPORTED_CAPABILITY = 7  # RFC 5492
+    ROLE_MISMATCH = 11
+
+
+class UpdateSubcode(IntEnum):
+    MALFORMED_ATTRIBUTE_LIST = 1
+    UNRECOGNIZED_WELLKNOWN_ATTRIBUTE = 2
+    MISSING_WELLKNOWN_ATTRIBUTE = 3
+    ATTRIBUTE_FLAGS_ERROR = 4
+    ATTRIBUTE_LENGTH_ERROR = 5
+    INVALID_ORIGIN_ATTRIBUTE = 6
+    INVALID_NEXT_HOP_ATTRIBUTE = 8
+    OPTIONAL_ATTRIBUTE_ERROR = 9
+    INVALID_NETWORK_FIELD = 10
+    MALFORMED_AS_PATH = 11
+
+
+class FsmSubcode(IntEnum):
+    UNSPECIFIED = 0
+    UNEXPECTED_IN_OPENSENT = 1
+    UNEXPECTED_IN_OPENCONFIRM = 2
+    UNEXPECTED_IN_ESTABLISHED = 3
+
+
+class CeaseSubcode(IntEnum):
+    MAX_PREFIXES = 1
+    ADMIN_SHUTDOWN = 2
+    PEER_DECONFIGURED = 3
+    ADMIN_RESET = 4
+    CONNECTION_REJECTED = 5
+    OTHER_CONFIG_CHANGE = 6
+    CONNECTION_COLLISION = 7
+    OUT_OF_RESOURCES = 8
+    HARD_RESET = 9  # RFC 8538
+
+
+class RouteRefreshErrorSubcode(IntEnum):
+    INVALID_MESSAGE_LENGTH = 1
