@@ -1,0 +1,528 @@
+"""The BGP instance: listeners, peers and the RIB pipeline between them.
+
+Peers (peer.py) own connections and the FSM; the RIB objects (rib/) own routes; this
+module wires them: UPDATEs in -> Adj-RIB-In -> Loc-RIB -> every peer's Adj-RIB-Out ->
+packed UPDATEs out, with output paced by each transport's write buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..log import log_event
+from .config import BgpConfig, NeighborConfig
+from .family import FAMILY_NAMES, IPV4_UNICAST, IPV6_UNICAST, AfiSafi, family_of_prefix, key_to_prefix, prefix_to_key
+from .nexthop import local_next_hops
+from .packet.constants import CeaseSubcode, ErrorCode, RouteRefreshSubtype
+from .packet.pathattrs import PathAttributes
+from .packet.update import AttrCache, Update
+from .peer import LocalSettings, Peer
+from .rib.adj_in import AdjRibIn
+from .rib.adj_out import AdjRibOut
+from .rib.decision import DecisionOptions
+from .rib.export import ExportContext
+from .rib.loc_rib import LocRib
+from .rib.path import Path, PathInterner, PeerSource, local_source
+from .transport import Listener
+
+log = logging.getLogger("fcr.bgp")
+
+FAMILIES = (IPV4_UNICAST, IPV6_UNICAST)
+_FLUSH_BATCH = 256  # UPDATE messages built per peer per loop turn
+
+
+def _rid_int(router_id: str) -> int:
+    return int(ipaddress.IPv4Address(router_id))
+
+
+@dataclass(slots=True)
+class PeerRibs:
+    """Per-neighbor routing state, kept beside the Peer so it survives reconnects."""
+
+    adj_in: AdjRibIn
+    adj_out: AdjRibOut
+    source: PeerSource | None = None
+    export_ctx: ExportContext | None = None
+    families: frozenset[AfiSafi] = frozenset()
+    limit_warned: set[AfiSafi] = field(default_factory=set)
+    stale_timer: asyncio.TimerHandle | None = None
+    accepted: dict[AfiSafi, int] = field(default_factory=dict)
+    rejected_updates: int = 0
+    treat_as_withdraw: int = 0
+
+
+class Speaker:
+    """One BGP instance. Implements peer.SessionListener."""
+
+    def __init__(self, config: BgpConfig, *, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.config = config
+        self.loop = loop or asyncio.get_event_loop()
+        g = config.global_
+        self.asn = g.asn
+        self.router_id = g.router_id
+        self.router_id_int = _rid_int(g.router_id)
+        self.cluster_id = ipaddress.IPv4Address(g.cluster_id or g.router_id).packed
+        self.attr_cache = AttrCache()
+        self.interner = PathInterner()
+        opts = DecisionOptions(always_compare_med=g.always_compare_med, deterministic_med=g.deterministic_med)
+        self.loc_rib: dict[AfiSafi, LocRib] = {f: LocRib(f, opts) for f in FAMILIES}
+        self.peers: dict[str, Peer] = {}
+        self.ribs: dict[str, PeerRibs] = {}
+        self.local = local_source(self.router_id_int, self.asn)
+        self.listener: Listener | None = None
+        self._dirty: set[str] = set()
+        self._networks: set[str] = set()
+        self._flush_scheduled = False
+        self.started_at = time.time()
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def start(self) -> None:
+        g = self.config.global_
+        if g.listen_addresses:
+            self.listener = Listener(list(g.listen_addresses), g.listen_port, self._on_accept)
+            await _maybe_await(self.listener.start())
+        for n in self.config.neighbors:
+            self._add_neighbor(n)
+        self._originate(self.config.networks)
+        log_event(log, "bgp.start", asn=self.asn, router_id=self.router_id,
+                  listen=",".join(f"[{a}]:{g.listen_port}" if ":" in a else f"{a}:{g.listen_port}" for a in g.listen_addresses) or "none",
+                  neighbors=len(self.peers))
+
+    async def stop(self, message: str = "") -> None:
+        """Administrative shutdown (RFC 8203 message) to every peer, then close."""
+        await asyncio.gather(*(p.shutdown(message) for p in self.peers.values()), return_exceptions=True)
+        if self.listener is not None:
+            await _maybe_await(self.listener.close())
+        for r in self.ribs.values():
+            if r.stale_timer:
+                r.stale_timer.cancel()
+
+    def _local_settings(self, n: NeighborConfig) -> LocalSettings:
+        return LocalSettings(
+            asn=n.local_as or self.asn,
+            router_id=self.router_id,
+            graceful_restart=n.graceful_restart,
+            families=tuple(f.family for f in n.families if f.enabled),
+            attr_cache=self.attr_cache,
+        )
+
+    def _add_neighbor(self, n: NeighborConfig) -> None:
+        key = n.neighbor_address
+        peer = Peer(n, self._local_settings(n), self, loop=self.loop)
+        self.peers[key] = peer
+        self.ribs[key] = PeerRibs(adj_in=AdjRibIn(), adj_out=AdjRibOut())
+        if n.tcp_md5_key and self.listener is not None:
+            self.listener.set_md5(key, n.tcp_md5_key)
+        if n.enabled:
+            peer.start()
+
+    async def remove_neighbor(self, address: str) -> None:
+        peer = self.peers.get(address)
+        if peer is None:
+            return
+        await peer.shutdown("neighbor deconfigured")
+        self._withdraw_all_from(address)
+        del self.peers[address]
+        del self.ribs[address]
+        if self.listener is not None:
+            self.listener.set_md5(address, None)
+
+    async def add_neighbor(self, n: NeighborConfig) -> None:
+        self._add_neighbor(n)
+
+    def _on_accept(self, sock: socket.socket, remote_ip: str) -> None:
+        peer = self.peers.get(str(ipaddress.ip_address(remote_ip.split("%")[0])))
+        if peer is None:
+            mapped = ipaddress.ip_address(remote_ip.split("%")[0])
+            if isinstance(mapped, ipaddress.IPv6Address) and mapped.ipv4_mapped:
+                peer = self.peers.get(str(mapped.ipv4_mapped))
+        if peer is None or not peer.config.enabled:
+            log_event(log, "bgp.reject", level=logging.WARNING, remote=remote_ip, reason="not a configured neighbor")
+            sock.close()
+            return
+        peer.incoming_connection(sock, remote_ip)
+
+    # -- locally originated routes -------------------------------------------------
+    def set_networks(self, prefixes: Iterable[str]) -> None:
+        """Converge the locally originated prefixes to ``prefixes``."""
+        new = set(prefixes)
+        gone = self._networks - new
+        by_family: dict[AfiSafi, list[bytes]] = {}
+        for p in gone:
+            by_family.setdefault(family_of_prefix(p), []).append(prefix_to_key(p))
+        for fam, keys in by_family.items():
+            self._propagate(fam, self.loc_rib[fam].withdraw(self.local, keys))
+        self._networks -= gone
+        self._originate(new - self._networks)
+
+    def _originate(self, prefixes: Iterable[str]) -> None:
+        by_family: dict[AfiSafi, list[bytes]] = {}
+        for p in prefixes:
+            self._networks.add(p)
+            by_family.setdefault(family_of_prefix(p), []).append(prefix_to_key(p))
+        attrs = PathAttributes(origin=0, as_path=(), next_hop=b"")
+        path = self.interner.get(self.local, attrs)
+        for fam, keys in by_family.items():
+            self._propagate(fam, self.loc_rib[fam].announce(path, keys))
+
+    # -- SessionListener -----------------------------------------------------------
+    def session_established(self, peer: Peer) -> None:
+        n = peer.config
+        key = n.neighbor_address
+        ribs = self.ribs[key]
+        neg = peer.negotiated
+        local_as = n.local_as or self.asn
+        ebgp = n.peer_as != local_as
+        source = PeerSource(
+            peer_id=key,
+            address=ipaddress.ip_address(key).packed,
+            router_id=_rid_int(neg.peer_router_id),
+            peer_as=n.peer_as,
+            local_as=local_as,
+            ebgp=ebgp,
+            rr_client=n.route_reflector_client,
+        )
+        nh4, nh6 = local_next_hops(peer.local_address)
+        ribs.source = source
+        ribs.families = frozenset(neg.families)
+        ribs.export_ctx = ExportContext(
+            local_as=local_as,
+            router_id=self.router_id_int,
+            cluster_id=self.cluster_id,
+            peer=source,
+            four_octet_as=neg.four_octet_as,
+            next_hop_self=n.next_hop_self,
+            local_address_v4=nh4,
+            local_address_v6=nh6,
+            rr_client=n.route_reflector_client,
+        )
+        if ribs.stale_timer is None:
+            ribs.adj_out.clear()
+        for fam in ribs.families:
+            ribs.adj_out.enqueue_full(fam, self.loc_rib[fam].items())
+        self._mark_dirty(key)
+
+    def session_down(self, peer: Peer, reason: str) -> None:
+        key = peer.config.neighbor_address
+        ribs = self.ribs.get(key)
+        if ribs is None:
+            return
+        ribs.adj_out.clear()
+        gr = peer.negotiated.peer_graceful_restart if peer.negotiated else None
+        helper = (
+            gr is not None
+            and peer.config.graceful_restart.enabled
+            and gr.families
+            and not getattr(peer, "down_by_notification", False)
+        )
+        if helper:
+            # RFC 4724 helper: keep the routes as stale for the advertised restart time.
+            gr_fams = {(a, s) for a, s, _flags in gr.families}
+            for fam in ribs.families:
+                if (fam.afi, fam.safi) in gr_fams:
+                    ribs.adj_in.mark_stale(fam)
+                else:
+                    self._withdraw_family(key, fam)
+            delay = min(gr.restart_time or 120, peer.config.graceful_restart.stale_routes_time)
+            if ribs.stale_timer:
+                ribs.stale_timer.cancel()
+            ribs.stale_timer = self.loop.call_later(delay, self._stale_expired, key)
+            log_event(log, "bgp.gr-helper", peer=key, stale_for=delay, reason=reason)
+        else:
+            self._withdraw_all_from(key)
+
+    def _stale_expired(self, key: str) -> None:
+        ribs = self.ribs.get(key)
+        if ribs is None:
+            return
+        ribs.stale_timer = None
+        for fam in FAMILIES:
+            removed = ribs.adj_in.sweep_stale(fam)
+            if removed and ribs.source is not None:
+                self._propagate(fam, self.loc_rib[fam].withdraw(ribs.source, removed))
+        log_event(log, "bgp.gr-stale-expired", peer=key)
+
+    def _withdraw_family(self, key: str, fam: AfiSafi) -> None:
+        ribs = self.ribs[key]
+        removed = ribs.adj_in.clear(fam).get(fam, [])
+        if removed and ribs.source is not None:
+            self._propagate(fam, self.loc_rib[fam].withdraw(ribs.source, removed))
+        ribs.accepted[fam] = 0
+
+    def _withdraw_all_from(self, key: str) -> None:
+        ribs = self.ribs.get(key)
+        if ribs is None:
+            return
+        if ribs.stale_timer:
+            ribs.stale_timer.cancel()
+            ribs.stale_timer = None
+        for fam in FAMILIES:
+            self._withdraw_family(key, fam)
+
+    def update_received(self, peer: Peer, update: Update) -> None:
+        key = peer.config.neighbor_address
+        ribs = self.ribs[key]
+        source = ribs.source
+        if source is None:
+            return
+        adj_in = ribs.adj_in
+        if update.treat_as_withdraw:
+            ribs.treat_as_withdraw += 1
+        if update.diagnostics:
+            log_event(log, "bgp.update-error", level=logging.WARNING, peer=key, rfc7606="; ".join(update.diagnostics))
+        for fam, keys in update.withdrawn:
+            removed = adj_in.withdraw(fam, keys)
+            if removed:
+                self._propagate(fam, self.loc_rib[fam].withdraw(source, removed))
+        for fam, attrs, keys in update.announced:
+            if fam not in ribs.families:
+                continue
+            reason = self._import_reject_reason(source, attrs)
+            if reason is not None:
+                # Loop or invalid path: treated as a withdrawal of these prefixes.
+                ribs.rejected_updates += 1
+                removed = adj_in.withdraw(fam, keys)
+                if removed:
+                    self._propagate(fam, self.loc_rib[fam].withdraw(source, removed))
+                continue
+            path = self.interner.get(source, attrs)
+            changed = adj_in.announce(fam, path, keys)
+            if changed:
+                self._propagate(fam, self.loc_rib[fam].announce(path, changed), announced_by=source)
+            self._check_prefix_limit(peer, ribs, fam)
+        if update.end_of_rib is not None:
+            fam = update.end_of_rib
+            removed = adj_in.sweep_stale(fam)
+            if removed:
+                self._propagate(fam, self.loc_rib[fam].withdraw(source, removed))
+            if ribs.stale_timer and not any(adj_in.has_stale(f) for f in FAMILIES):
+                ribs.stale_timer.cancel()
+                ribs.stale_timer = None
+            log_event(log, "bgp.end-of-rib", peer=key, family=fam.name, prefixes=adj_in.count(fam))
+
+    def _import_reject_reason(self, source: PeerSource, attrs: PathAttributes) -> str | None:
+        if attrs.as_path_contains(source.local_as):
+            return "as-path loop"
+        if source.ebgp:
+            first = attrs.first_as
+            if first is not None and first != source.peer_as:
+                return "first AS is not the peer's AS"
+        else:
+            if attrs.originator_id is not None and attrs.originator_id == self.router_id_int.to_bytes(4, "big"):
+                return "originator-id is ours (RFC 4456)"
+            if self.cluster_id in attrs.cluster_list:
+                return "cluster-list loop (RFC 4456)"
+        return None
+
+    def _check_prefix_limit(self, peer: Peer, ribs: PeerRibs, fam: AfiSafi) -> None:
+        fc = peer.config.family(fam)
+        if fc is None or fc.prefix_limit is None:
+            return
+        limit = fc.prefix_limit
+        count = ribs.adj_in.count(fam)
+        threshold = limit.max_prefixes * limit.shutdown_threshold_pct // 100
+        if count > limit.max_prefixes:
+            if limit.warning_only:
+                if fam not in ribs.limit_warned:
+                    ribs.limit_warned.add(fam)
+                    log_event(log, "bgp.max-prefix", level=logging.WARNING, peer=peer.config.neighbor_address,
+                              family=fam.name, count=count, limit=limit.max_prefixes, action="warn")
+                return
+            log_event(log, "bgp.max-prefix", level=logging.WARNING, peer=peer.config.neighbor_address,
+                      family=fam.name, count=count, limit=limit.max_prefixes, action="teardown",
+                      restart_after=limit.restart_timer or "never")
+            # RFC 4486 §4: data = AFI (2), SAFI (1), prefix upper bound (4).
+            data = fam.afi.to_bytes(2, "big") + bytes((fam.safi,)) + limit.max_prefixes.to_bytes(4, "big")
+            peer.reset(ErrorCode.CEASE, CeaseSubcode.MAX_PREFIXES, data,
+                       idle_hold=float(limit.restart_timer) if limit.restart_timer else float("inf"))
+        elif count >= threshold and fam not in ribs.limit_warned:
+            ribs.limit_warned.add(fam)
+            log_event(log, "bgp.max-prefix-threshold", level=logging.WARNING, peer=peer.config.neighbor_address,
+                      family=fam.name, count=count, limit=limit.max_prefixes)
+
+    def route_refresh_received(self, peer: Peer, family: AfiSafi, subtype: int) -> None:
+        if subtype != RouteRefreshSubtype.NORMAL:
+            return  # BoRR/EoRR from the peer only bracket its own re-advertisement
+        ribs = self.ribs[peer.config.neighbor_address]
+        if family not in ribs.families:
+            return
+        enhanced = bool(peer.negotiated and peer.negotiated.enhanced_route_refresh)
+        ribs.adj_out.enqueue_refresh(family, self.loc_rib[family].items(), enhanced=enhanced)
+        self._mark_dirty(peer.config.neighbor_address)
+
+    def writable(self, peer: Peer) -> None:
+        self._mark_dirty(peer.config.neighbor_address)
+
+    # -- output ----------------------------------------------------------------------
+    def _propagate(self, fam: AfiSafi, changes: list[tuple[bytes, Any]], announced_by: PeerSource | None = None) -> None:
+        """Queue Loc-RIB best-path changes to every established peer.
+
+        ``announced_by``: every new best in ``changes`` is a path of this source
+        (they came from one announce). Split horizon makes those no-ops for that
+        peer unless we had sent it something for the same prefixes.
+        """
+        if not changes:
+            return
+        for key, ribs in self.ribs.items():
+            if ribs.export_ctx is None or fam not in ribs.families:
+                continue
+            if announced_by is not None and ribs.source is announced_by and not ribs.adj_out.sent_count(fam):
+                continue
+            ribs.adj_out.enqueue_many(fam, changes)
+            self._mark_dirty(key)
+
+    def _mark_dirty(self, key: str) -> None:
+        self._dirty.add(key)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, set()
+        again = False
+        for key in dirty:
+            peer = self.peers.get(key)
+            ribs = self.ribs.get(key)
+            if peer is None or ribs is None or ribs.export_ctx is None or peer.state != "Established":
+                continue
+            if not ribs.adj_out.has_pending():
+                continue
+            if not peer.can_send():
+                continue  # writable() marks it dirty again when the buffer drains
+            msgs = ribs.adj_out.build_messages(
+                ribs.export_ctx, max_messages=_FLUSH_BATCH, max_len=peer.negotiated.max_message_len
+            )
+            if msgs:
+                peer.send_raw(msgs)
+            if ribs.adj_out.has_pending():
+                self._dirty.add(key)
+                again = True
+        if again and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    # -- operational state ------------------------------------------------------------
+    def neighbor_state(self, address: str, detail: bool = False) -> dict[str, Any]:
+        peer = self.peers[address]
+        ribs = self.ribs[address]
+        d = peer.to_dict()
+        d.setdefault("neighbor-address", address)
+        d.setdefault("peer-as", peer.config.peer_as)
+        d["prefixes-received"] = sum(ribs.adj_in.count(f) for f in FAMILIES)
+        d["prefixes-accepted"] = d["prefixes-received"]
+        d["prefixes-advertised"] = sum(ribs.adj_out.sent_count(f) for f in FAMILIES)
+        d["families"] = {
+            FAMILY_NAMES[f]: {
+                "received": ribs.adj_in.count(f),
+                "advertised": ribs.adj_out.sent_count(f),
+            }
+            for f in FAMILIES
+            if peer.config.family(f) is not None
+        }
+        d["updates-treated-as-withdraw"] = ribs.treat_as_withdraw
+        d["updates-rejected-by-loop-check"] = ribs.rejected_updates
+        if not detail:
+            for k in ("negotiated", "capabilities"):
+                d.pop(k, None)
+        return d
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "as": self.asn,
+            "router-id": self.router_id,
+            "neighbors": [self.neighbor_state(a) for a in sorted(self.peers, key=_addr_sort)],
+            "rib": {FAMILY_NAMES[f]: len(self.loc_rib[f]) for f in FAMILIES},
+        }
+
+    def rib_routes(self, family: str, prefix: str | None = None, limit: int | None = 100, exact: bool = False) -> list[dict[str, Any]]:
+        fam = _family(family)
+        rib = self.loc_rib[fam]
+        if prefix:
+            found = rib.lookup(prefix, exact=exact)
+            keys = [found] if found is not None else []
+        else:
+            keys = []
+            for i, (k, _best) in enumerate(rib.items()):
+                if limit is not None and i >= limit:
+                    break
+                keys.append(k)
+        return [self._route_dict(fam, k) for k in keys]
+
+    def _route_dict(self, fam: AfiSafi, key: bytes) -> dict[str, Any]:
+        rib = self.loc_rib[fam]
+        best = rib.best(key)
+        return {
+            "prefix": key_to_prefix(key, fam.afi),
+            "best": _path_dict(best) if best else None,
+            "paths": [_path_dict(p) for p in rib.candidates(key)],
+        }
+
+    def adj_rib_in(self, neighbor: str, family: str, limit: int | None = 100) -> list[dict[str, Any]]:
+        fam = _family(family)
+        ribs = self.ribs[neighbor]
+        out = []
+        for i, k in enumerate(ribs.adj_in.keys(fam)):
+            if limit is not None and i >= limit:
+                break
+            out.append({"prefix": key_to_prefix(k, fam.afi), **_path_dict(ribs.adj_in.get(fam, k))})
+        return out
+
+    def adj_rib_out(self, neighbor: str, family: str, limit: int | None = 100) -> list[dict[str, Any]]:
+        fam = _family(family)
+        ribs = self.ribs[neighbor]
+        out = []
+        for i, (k, attrs) in enumerate(ribs.adj_out.sent_items(fam)):
+            if limit is not None and i >= limit:
+                break
+            out.append({"prefix": key_to_prefix(k, fam.afi), **attrs.to_dict()})
+        return out
+
+    def clear_neighbor(self, address: str, soft: str | None = None) -> None:
+        peer = self.peers[address]
+        if soft == "in":
+            for fam in self.ribs[address].families:
+                peer.send_route_refresh(fam)
+        elif soft == "out":
+            ribs = self.ribs[address]
+            for fam in ribs.families:
+                ribs.adj_out.enqueue_refresh(fam, self.loc_rib[fam].items(), enhanced=False)
+            self._mark_dirty(address)
+        else:
+            peer.reset(ErrorCode.CEASE, CeaseSubcode.ADMIN_RESET, idle_hold=1.0)
+
+
+def _family(name: str) -> AfiSafi:
+    from .family import FAMILY_BY_NAME
+
+    fam = FAMILY_BY_NAME.get(name)
+    if fam is None:
+        raise ValueError(f"unknown family {name!r}")
+    return fam
+
+
+def _path_dict(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    d = path.attrs.to_dict()
+    d["source"] = path.source.peer_id
+    if getattr(path, "stale", False):
+        d["stale"] = True
+    return d
+
+
+def _addr_sort(a: str) -> tuple[int, int]:
+    ip = ipaddress.ip_address(a)
+    return (ip.version, int(ip))
+
+
+async def _maybe_await(value: Any) -> None:
+    if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
+        await value

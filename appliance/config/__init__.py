@@ -1,0 +1,1 @@
+"""Configuration: the mapping from the native model's JSON to engine objects."""

@@ -1,0 +1,1 @@
+"""The routing engine and its API (control socket)."""
