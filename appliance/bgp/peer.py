@@ -410,6 +410,11 @@ class Peer:
                     self.name, a.old, a.new, a.event, "" if s is self._primary else " connection=secondary",
                 )
             elif t is SessionEstablished:
+                if s is self._secondary:
+                    # Up first while the primary still waits for an OPEN: it is the session.
+                    self._event(self._primary, Event.OPEN_COLLISION_DUMP)
+                    if self._secondary is s:
+                        self._promote(s)
                 if s is self._primary:
                     self.stats.established_at = time.time()
                     self.stats.established_transitions += 1
@@ -723,13 +728,20 @@ class Peer:
             ",".join(sorted(f.name for f in neg.families)),
         )
         other = self._secondary if s is self._primary else self._primary
-        if other is not None and other.fsm.state in _HANDSHAKE:
+        ost = other.fsm.state if other is not None else State.IDLE
+        if other is not None and ost is State.ESTABLISHED:
+            # §6.8: a collision with an Established session closes the new connection.
+            self._event(s, Event.OPEN_COLLISION_DUMP)
+            return
+        if other is not None and ost is State.OPEN_CONFIRM:
+            # §6.8 compares only against connections whose OPEN has arrived (OpenConfirm):
+            # one still in OpenSent may be a connection the peer already abandoned.
             loser = self._collision_loser(s, other, remote)
             # The dumped FSM goes Idle; _after() retires it or promotes the survivor.
             self._event(loser, Event.OPEN_COLLISION_DUMP)
             if loser is s:
                 return
-        elif s is self._secondary:
+        elif s is self._secondary and ost is not State.OPEN_SENT:
             self._promote(s)  # the primary has no live connection: this one is the session
         s.max_len = neg.max_message_len
         self._event(s, Event.BGP_OPEN, OpenArgs(neg.hold_time, neg.keepalive_interval))

@@ -184,7 +184,7 @@ class Notification:
         if self.code != ErrorCode.CEASE or self.subcode not in _SHUTDOWN_SUBCODES or not self.data:
             return None
         n = self.data[0]
-        if len(self.data) < 1 + n:
+        if n == 0 or len(self.data) < 1 + n:  # length 0: no communication (RFC 8203 §2)
             return None
         try:
             return self.data[1 : 1 + n].decode("utf-8")

@@ -1,0 +1,344 @@
+"""Peers on loopback: real TCP, real timers, one asyncio loop per test."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import struct
+
+import pytest
+
+from appliance.bgp.config import NeighborConfig
+from appliance.bgp.family import IPV4_UNICAST, prefix_to_key
+from appliance.bgp.packet.capability import FourOctetAs
+from appliance.bgp.packet.constants import CeaseSubcode, ErrorCode, MsgType
+from appliance.bgp.packet.message import KEEPALIVE, Open, decode_notification, split_messages
+from appliance.bgp.packet.pathattrs import PathAttributes
+from appliance.bgp.packet.update import AttrCache, encode_attributes, pack_updates
+from appliance.bgp.peer import LocalSettings, Peer
+from appliance.bgp.transport import Listener
+
+pytestmark = pytest.mark.timeout(60)
+
+A_IP, B_IP = "127.0.0.1", "127.0.0.2"
+
+
+class Recorder:
+    """A SessionListener that remembers everything."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+        self.updates: list = []
+        self.changed = asyncio.Event()
+
+    def _note(self, *ev) -> None:
+        self.events.append(ev)
+        self.changed.set()
+
+    def session_established(self, peer) -> None:
+        self._note("up")
+
+    def session_down(self, peer, reason: str) -> None:
+        self._note("down", reason)
+
+    def update_received(self, peer, update) -> None:
+        self.updates.append(update)
+        self._note("update")
+
+    def route_refresh_received(self, peer, family, subtype) -> None:
+        self._note("refresh", family, subtype)
+
+    def writable(self, peer) -> None:
+        self._note("writable")
+
+
+async def until(cond, timeout: float = 10.0, what: str = "") -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what or cond}")
+        await asyncio.sleep(0.02)
+
+
+def neighbor(addr: str, peer_as: int, port: int, local: str, **kw) -> NeighborConfig:
+    kw.setdefault("hold_time", 3)
+    kw.setdefault("keepalive_interval", 1)
+    kw.setdefault("connect_retry", 1)
+    kw.setdefault("connect_retry_max", 2)
+    return NeighborConfig(neighbor_address=addr, peer_as=peer_as, port=port, local_address=local, **kw)
+
+
+class Pair:
+    """Peer A (AS 65001, 1.1.1.1 on 127.0.0.1) and B (AS 65002, 2.2.2.2 on 127.0.0.2)."""
+
+    def __init__(self, a_passive: bool, b_passive: bool) -> None:
+        self.holder: dict[str, Peer] = {}
+        self.la = Listener([A_IP], 0, lambda s, ip: self.holder["a"].incoming_connection(s, ip))
+        self.lb = Listener([B_IP], 0, lambda s, ip: self.holder["b"].incoming_connection(s, ip))
+        self.ra, self.rb = Recorder(), Recorder()
+        self.a_passive, self.b_passive = a_passive, b_passive
+
+    async def __aenter__(self) -> Pair:
+        await self.la.start()
+        await self.lb.start()
+        pa, pb = self.la.bound[0][1], self.lb.bound[0][1]
+        cache = AttrCache()
+        self.a = Peer(
+            neighbor(B_IP, 65002, pb, A_IP, passive_mode=self.a_passive),
+            LocalSettings(65001, "1.1.1.1", attr_cache=cache), self.ra, rng=random.Random(1),
+        )
+        self.b = Peer(
+            neighbor(A_IP, 65001, pa, B_IP, passive_mode=self.b_passive),
+            LocalSettings(65002, "2.2.2.2", attr_cache=cache), self.rb, rng=random.Random(2),
+        )
+        self.holder.update(a=self.a, b=self.b)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.a.shutdown()
+        await self.b.shutdown()
+        self.la.close()
+        self.lb.close()
+
+
+def run(coro) -> None:
+    asyncio.run(asyncio.wait_for(coro, 45))
+
+
+def ipv4_update(prefixes: list[str], asn: int, nh: str) -> bytes:
+    attrs = PathAttributes(origin=0, as_path=((2, (asn,)),), next_hop=socket.inet_aton(nh))
+    raw = encode_attributes(attrs, four_octet_as=True, family=IPV4_UNICAST)
+    return pack_updates(IPV4_UNICAST, raw, b"", [prefix_to_key(p) for p in prefixes])[0]
+
+
+def test_established_keepalives_update_and_shutdown_message():
+    async def main():
+        async with Pair(a_passive=False, b_passive=True) as p:
+            p.b.start()
+            p.a.start()
+            await until(lambda: p.a.state == p.b.state == "Established", what="Established")
+            neg = p.a.negotiated
+            assert neg is not None and neg.hold_time == 3 and neg.keepalive_interval == 1
+            assert neg.four_octet_as and neg.families == frozenset({IPV4_UNICAST})
+            assert p.a.local_address == A_IP and p.b.remote_address == A_IP
+
+            ka_a, ka_b = p.a.stats.received["keepalive"], p.b.stats.received["keepalive"]
+            await asyncio.sleep(3.5)  # longer than the hold time: keepalives keep it up
+            assert p.a.state == p.b.state == "Established"
+            assert p.a.stats.received["keepalive"] >= ka_a + 2
+            assert p.b.stats.received["keepalive"] >= ka_b + 2
+
+            assert p.a.can_send()
+            assert p.a.send_raw([ipv4_update(["10.0.0.0/8", "192.0.2.0/24"], 65001, A_IP)])
+            await until(lambda: p.rb.updates, what="UPDATE at B")
+            upd = p.rb.updates[0]
+            fam, attrs, keys = upd.announced[0]
+            assert fam == IPV4_UNICAST and sorted(keys) == sorted(
+                [prefix_to_key("10.0.0.0/8"), prefix_to_key("192.0.2.0/24")]
+            )
+            assert attrs.as_path == ((2, (65001,)),)
+            assert p.a.stats.sent["update"] == 1 and p.b.stats.received["update"] == 1
+
+            assert p.a.send_route_refresh(IPV4_UNICAST)
+            await until(lambda: ("refresh", IPV4_UNICAST, 0) in p.rb.events, what="refresh")
+
+            await p.a.shutdown("maintenance window ✓")
+            assert p.a.state == "Idle"
+            await until(lambda: any(e[0] == "down" for e in p.rb.events), what="B down")
+            reason = next(e[1] for e in p.rb.events if e[0] == "down")
+            assert "maintenance window ✓" in reason
+            assert p.b.stats.last_notification_received == (
+                ErrorCode.CEASE, CeaseSubcode.ADMIN_SHUTDOWN, "maintenance window ✓",
+            )
+            assert ("down", "administratively stopped") in p.ra.events
+            d = p.b.to_dict()
+            assert d["statistics"]["received"]["update"] == 1
+            await asyncio.sleep(0.3)
+            assert p.a.state == "Idle"  # shutdown stays down
+            assert p.b.state in ("Idle", "Active")
+
+    run(main())
+
+
+def test_collision_exactly_one_session_survives():
+    async def main():
+        async with Pair(a_passive=False, b_passive=False) as p:
+            p.a.start()
+            p.b.start()
+            await until(lambda: p.a.state == p.b.state == "Established", what="Established")
+            await asyncio.sleep(1.0)  # let any losing connection be closed
+            assert p.a.state == p.b.state == "Established"
+            ta, tb = p.a._primary.transport, p.b._primary.transport
+            assert ta is not None and tb is not None
+            assert ta.get_extra_info("sockname") == tb.get_extra_info("peername")
+            assert p.a._secondary is None and p.b._secondary is None
+            assert [e[0] for e in p.ra.events].count("up") == 1
+            assert [e[0] for e in p.rb.events].count("up") == 1
+            assert not any(e[0] == "down" for e in p.ra.events + p.rb.events)
+
+    run(main())
+
+
+def test_established_rejects_a_new_connection_with_collision():
+    async def main():
+        async with Pair(a_passive=False, b_passive=True) as p:
+            p.b.start()
+            p.a.start()
+            await until(lambda: p.a.state == p.b.state == "Established")
+            reader, writer = await asyncio.open_connection(B_IP, p.lb.bound[0][1], local_addr=(A_IP, 0))
+            data = await asyncio.wait_for(reader.read(100), 5)
+            msgs, _ = split_messages(data, 4096)
+            assert msgs[0][0] == MsgType.NOTIFICATION
+            n = decode_notification(msgs[0][1])
+            assert (n.code, n.subcode) == (ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION)
+            writer.close()
+            assert p.a.state == p.b.state == "Established"
+
+    run(main())
+
+
+def test_hold_timer_expiry_against_a_silent_peer():
+    async def main():
+        received = bytearray()
+        got_open = asyncio.Event()
+
+        async def silent(reader, writer):
+            data = await reader.read(4096)
+            received.extend(data)
+            got_open.set()
+            o = Open(4, 65002, 3, "2.2.2.2", (FourOctetAs(65002),))
+            writer.write(o.encode() + KEEPALIVE)  # ... and then nothing more
+            while chunk := await reader.read(4096):
+                received.extend(chunk)
+            writer.close()
+
+        server = await asyncio.start_server(silent, B_IP, 0)
+        port = server.sockets[0].getsockname()[1]
+        rec = Recorder()
+        peer = Peer(
+            neighbor(B_IP, 65002, port, A_IP, connect_retry=30),
+            LocalSettings(65001, "1.1.1.1", attr_cache=AttrCache()), rec, rng=random.Random(3),
+        )
+        peer.start()
+        try:
+            await until(lambda: peer.state == "Established", what="Established")
+            await until(lambda: any(e[0] == "down" for e in rec.events), timeout=8, what="hold expiry")
+            assert "hold timer expired" in next(e[1] for e in rec.events if e[0] == "down")
+            assert peer.state in ("Idle", "Connect", "Active")
+            await until(lambda: any(m == MsgType.NOTIFICATION for m, _ in split_messages(received, 4096)[0]))
+            msgs, _ = split_messages(received, 4096)
+            notes = [decode_notification(b) for t, b in msgs if t == MsgType.NOTIFICATION]
+            assert notes[0].code == ErrorCode.HOLD_TIMER_EXPIRED
+            assert peer.stats.last_notification_sent[:2] == (ErrorCode.HOLD_TIMER_EXPIRED, 0)
+        finally:
+            await peer.shutdown()
+            server.close()
+            await server.wait_closed()
+
+    run(main())
+
+
+def test_bad_peer_as_is_refused_with_open_error():
+    async def main():
+        received = bytearray()
+
+        async def wrong(reader, writer):
+            await reader.read(4096)
+            writer.write(Open(4, 65099, 90, "2.2.2.2").encode())
+            while chunk := await reader.read(4096):
+                received.extend(chunk)
+            writer.close()
+
+        server = await asyncio.start_server(wrong, B_IP, 0)
+        port = server.sockets[0].getsockname()[1]
+        rec = Recorder()
+        peer = Peer(neighbor(B_IP, 65002, port, A_IP, connect_retry=30),
+                    LocalSettings(65001, "1.1.1.1"), rec)
+        peer.start()
+        try:
+            await until(lambda: peer.stats.last_notification_sent is not None)
+            assert peer.stats.last_notification_sent[:2] == (ErrorCode.OPEN_MESSAGE, 2)
+            await until(lambda: len(split_messages(received, 4096)[0]) >= 2)
+            t, body = split_messages(received, 4096)[0][1]
+            assert t == MsgType.NOTIFICATION and body[:2] == b"\x02\x02"
+            assert body[2:] == struct.pack("!H", 65099)
+            assert not rec.events
+        finally:
+            await peer.shutdown()
+            server.close()
+            await server.wait_closed()
+
+    run(main())
+
+
+async def _read_msgs(reader, want: int, buf: bytearray) -> list[tuple[int, bytes]]:
+    """Read until ``want`` messages are framed (bounded by the caller's timeout)."""
+    while True:
+        msgs, _ = split_messages(buf, 4096)
+        if len(msgs) >= want:
+            return msgs
+        chunk = await reader.read(4096)
+        if not chunk:
+            return msgs
+        buf.extend(chunk)
+
+
+@pytest.mark.parametrize("remote_id,keep", [("9.9.9.9", "incoming"), ("0.0.0.1", "outgoing")])
+def test_collision_resolution_by_bgp_identifier(remote_id, keep):
+    """Two live connections to one fake peer; the higher BGP identifier's connection wins."""
+
+    async def main():
+        la_holder: dict[str, Peer] = {}
+        la = Listener([A_IP], 0, lambda s, ip: la_holder["a"].incoming_connection(s, ip))
+        await la.start()
+        accepted: asyncio.Queue = asyncio.Queue()
+
+        async def on_conn(reader, writer):
+            await accepted.put((reader, writer))
+
+        server = await asyncio.start_server(on_conn, B_IP, 0)
+        rec = Recorder()
+        peer = Peer(
+            neighbor(B_IP, 65002, server.sockets[0].getsockname()[1], A_IP, connect_retry=30),
+            LocalSettings(65001, "1.1.1.1"), rec,
+        )
+        la_holder["a"] = peer
+        fake_open = Open(4, 65002, 90, remote_id, (FourOctetAs(65002),)).encode()
+        writers = []
+        try:
+            peer.start()
+            r1, w1 = await asyncio.wait_for(accepted.get(), 5)      # A's outgoing connection
+            b1, b2 = bytearray(), bytearray()
+            assert (await _read_msgs(r1, 1, b1))[0][0] == MsgType.OPEN
+            r2, w2 = await asyncio.open_connection(A_IP, la.bound[0][1], local_addr=(B_IP, 0))
+            writers += [w1, w2]
+            assert (await _read_msgs(r2, 1, b2))[0][0] == MsgType.OPEN   # A answers on the incoming
+            w1.write(fake_open)
+            await until(lambda: p_state(peer) == "OpenConfirm", what="OpenConfirm on conn 1")
+            w2.write(fake_open)
+            loser_r, loser_buf, win_w, win_buf, win_r = (
+                (r1, b1, w2, b2, r2) if keep == "incoming" else (r2, b2, w1, b1, r1)
+            )
+            msgs = await asyncio.wait_for(_read_msgs(loser_r, 3, loser_buf), 5)
+            notes = [decode_notification(b) for t, b in msgs if t == MsgType.NOTIFICATION]
+            assert [(n.code, n.subcode) for n in notes] == [(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION)]
+            win_w.write(KEEPALIVE)
+            await until(lambda: peer.state == "Established", what="Established")
+            assert peer._primary.outgoing == (keep == "outgoing")
+            assert peer._secondary is None
+            assert rec.events == [("up",)]
+        finally:
+            await peer.shutdown()
+            for w in writers:
+                w.close()
+            server.close()
+            la.close()
+
+    def p_state(peer):
+        return "OpenConfirm" if any(
+            s is not None and s.fsm.state.value == "OpenConfirm" for s in (peer._primary, peer._secondary)
+        ) else peer.state
+
+    run(main())
