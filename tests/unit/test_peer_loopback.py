@@ -6,6 +6,7 @@ import asyncio
 import random
 import socket
 import struct
+import time
 
 import pytest
 
@@ -340,5 +341,79 @@ def test_collision_resolution_by_bgp_identifier(remote_id, keep):
         return "OpenConfirm" if any(
             s is not None and s.fsm.state.value == "OpenConfirm" for s in (peer._primary, peer._secondary)
         ) else peer.state
+
+    run(main())
+
+
+def test_listener_dual_stack_same_port():
+    async def main():
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        got: list[str] = []
+        lst = Listener(["0.0.0.0", "::"], port, lambda s, ip: (got.append(ip), s.close()))
+        await lst.start()
+        try:
+            assert len(lst.bound) == 2
+            for host in ("127.0.0.1", "::1"):
+                _r, w = await asyncio.open_connection(host, port)
+                w.close()
+            await until(lambda: len(got) == 2)
+            assert sorted(got) == ["127.0.0.1", "::1"]
+        finally:
+            lst.close()
+
+    run(main())
+
+
+def test_tcp_md5_session():
+    async def main():
+        p = Pair(a_passive=False, b_passive=True)
+        async with p:
+            key = "s3cret"
+            p.a.config = p.a.config.__class__(**{**_fields(p.a.config), "tcp_md5_key": key})
+            p.la.set_md5(B_IP, key)
+            p.lb.set_md5(A_IP, key)
+            p.b.start()
+            p.a.start()
+            await until(lambda: p.a.state == p.b.state == "Established", what="Established with MD5")
+
+    run(main())
+
+
+def _fields(cfg) -> dict:
+    return {f: getattr(cfg, f) for f in cfg.__dataclass_fields__}
+
+
+def test_keepalives_keep_flowing_while_a_table_is_ingested():
+    """B spends ~4 s (longer than the 3 s hold time) decoding a burst; its KEEPALIVEs
+    must still reach A on time because each read is processed in its own callback."""
+
+    async def main():
+        async with Pair(a_passive=False, b_passive=True) as p:
+            p.b.start()
+            p.a.start()
+            await until(lambda: p.a.state == p.b.state == "Established")
+            slow = p.rb.update_received
+
+            def busy(peer, update):
+                end = time.perf_counter() + 0.0002
+                while time.perf_counter() < end:
+                    pass
+                slow(peer, update)
+
+            p.rb.update_received = busy
+            msgs = [ipv4_update([f"10.{i >> 8 & 255}.{i & 255}.0/24"], 65001, A_IP) for i in range(20_000)]
+            ka0 = p.a.stats.received["keepalive"]
+            t0 = time.monotonic()
+            for i in range(0, len(msgs), 500):
+                p.a.send_raw(msgs[i : i + 500])
+                await asyncio.sleep(0)
+            await until(lambda: len(p.rb.updates) == 20_000, timeout=30, what="all UPDATEs")
+            took = time.monotonic() - t0
+            assert p.a.state == p.b.state == "Established"
+            assert not any(e[0] == "down" for e in p.ra.events + p.rb.events)
+            assert p.a.stats.received["keepalive"] - ka0 >= int(took) - 1
 
     run(main())
