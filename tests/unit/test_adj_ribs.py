@@ -230,3 +230,63 @@ def test_adj_out_checkpoint_round_trip():
     assert rest_a == rest_b
     got, withdrawn = _collect(decode_all(first + rest_a, ebgp=True))
     assert withdrawn == [keys[0]] and set(got) == set(table)
+
+
+def test_adj_out_policy_path_paces_too():
+    table, _ = _full_table(5000)
+    out = AdjRibOut(policy=lambda key, path, attrs: attrs.replace(med=key[3]))
+    out.enqueue_full(IPV4_UNICAST, table.items())
+    updates = []
+    while out.has_pending():
+        msgs = out.build_messages(ctx(TO_EBGP), max_messages=8)
+        assert len(msgs) <= 9
+        updates.extend(decode_all(msgs, ebgp=True))
+    assert updates[-1].end_of_rib == IPV4_UNICAST
+    got, _ = _collect(updates)
+    assert set(got) == set(table) and all(a.med == k[3] for k, a in got.items())
+
+
+def test_adj_out_route_refresh_resends_and_clear():
+    table, paths = _full_table(100)
+    out = AdjRibOut()
+    out.enqueue_full(IPV4_UNICAST, table.items())
+    first = out.build_messages(ctx(TO_EBGP), 100)
+    out.enqueue_full(IPV4_UNICAST, table.items())     # route refresh: everything again
+    again = out.build_messages(ctx(TO_EBGP), 100)
+    assert again == first                               # same packing, End-of-RIB last
+    out.clear()
+    assert not out.has_pending() and out.advertised_count(IPV4_UNICAST) == 0
+    out.enqueue_full(IPV4_UNICAST, [])                  # empty table: just End-of-RIB
+    [eor] = out.build_messages(ctx(TO_EBGP), 100)
+    assert decode_all([eor], ebgp=True)[0].end_of_rib == IPV4_UNICAST
+
+
+def test_adj_out_changes_during_full_table_win_over_the_snapshot():
+    table, paths = _full_table(3000)
+    keys = list(table)
+    out = AdjRibOut()
+    early = bytes((24, 11, 0, 0))
+    out.enqueue(IPV4_UNICAST, keys[-1], paths[0])       # older than the snapshot
+    out.enqueue(IPV4_UNICAST, early, None)               # not in the table: stays
+    out.enqueue_full(IPV4_UNICAST, table.items())
+    assert out.pending_count() == 3000 + 2   # keys[-1] is counted in both queues
+    msgs = out.build_messages(ctx(TO_EBGP), max_messages=2)
+    first, _ = _collect(decode_all(msgs, ebgp=True))
+    late, gone = keys[-2], keys[-3]
+    assert late not in first and gone not in first
+    sent_key = next(iter(first))
+    out.enqueue(IPV4_UNICAST, late, paths[(keys.index(late) + 1) % 3])
+    out.enqueue(IPV4_UNICAST, gone, None)
+    out.enqueue(IPV4_UNICAST, sent_key, None)
+    rest = []
+    while out.has_pending():
+        rest.extend(decode_all(out.build_messages(ctx(TO_EBGP), max_messages=3), ebgp=True))
+    assert rest[-1].end_of_rib == IPV4_UNICAST and not any(u.end_of_rib for u in rest[:-1])
+    got, withdrawn = _collect(rest)
+    assert withdrawn == [sent_key]
+    assert gone not in got
+    want = export_attrs(table[late], ctx(TO_EBGP), IPV4_UNICAST)
+    assert got[late] != want                                     # the newer path was sent
+    assert got[keys[-1]] == export_attrs(table[keys[-1]], ctx(TO_EBGP), IPV4_UNICAST)
+    assert set(got) | set(first) == set(table) - {gone}
+    assert out.advertised_count(IPV4_UNICAST) == 3000 - 2

@@ -5,16 +5,23 @@ Per family:
   pending: dict[key, Path | None]      the latest desired best per key, coalesced:
                                        ten changes to one prefix before we get to
                                        send cost one dict slot and at most one NLRI
-``build_messages`` drains pending in arrival order (FIFO, so no prefix starves
-under churn), exports each path through the ExportCache (one transform per
-path, not per prefix), groups prefixes by exported attributes, encodes each
-group's attributes once and packs many NLRI per UPDATE. It stops after about
-``max_messages`` so the speaker can respect the socket's write buffer.
+  full:    a full-table snapshot being sent (session established, route refresh):
+           two parallel lists (keys, paths) and a cursor. Copying a 1M-prefix
+           Loc-RIB into ``pending`` would cost a dict insert and delete per prefix;
+           the lists are two C-level copies. A key that changes after the snapshot
+           is in ``pending`` and the snapshot entry is skipped.
+``build_messages`` sends the snapshot first, then pending in arrival order (FIFO,
+so no prefix starves under churn). Each path is exported once per call through
+the ExportCache (one transform per attribute set, not per prefix), prefixes are
+grouped by exported attributes, each group's attributes are encoded once and
+many NLRI go into each UPDATE. It stops after about ``max_messages`` so the
+speaker can respect the socket's write buffer. End-of-RIB follows the snapshot
+and whatever was pending when the snapshot was drained.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import islice, repeat
 from typing import Any
 
@@ -37,17 +44,35 @@ from .path import Path, PathInterner
 # Bytes of an UPDATE that are not NLRI or our attributes: header (19), two length
 # fields (4) and, for MP_REACH, its own header and a 32-octet next hop (~40).
 _OVERHEAD = 64
+_FIRST_CHUNK = 1024
+_MAX_CHUNK = 1 << 16
+_MISSING = object()
+
+
+class _FullTable:
+    """A full table being sent: parallel key/path lists and how far we got."""
+
+    __slots__ = ("keys", "paths", "pos")
+
+    def __init__(self, keys: list[bytes], paths: list[Path], pos: int = 0) -> None:
+        self.keys = keys
+        self.paths = paths
+        self.pos = pos
+
+    def remaining(self) -> int:
+        return len(self.keys) - self.pos
 
 
 class AdjRibOut:
-    __slots__ = ("policy", "cache", "_sent", "_pending", "_eor")
+    __slots__ = ("policy", "cache", "_sent", "_pending", "_full", "_eor")
 
     def __init__(self, policy: ExportPolicy | None = None) -> None:
         self.policy = policy
         self.cache: ExportCache | None = None
         self._sent: dict[AfiSafi, dict[bytes, PathAttributes]] = {}
         self._pending: dict[AfiSafi, dict[bytes, Path | None]] = {}
-        # family -> last key of the initial full table: End-of-RIB follows it
+        self._full: dict[AfiSafi, _FullTable] = {}
+        # family -> End-of-RIB goes out once this pending key is sent (None: at once)
         self._eor: dict[AfiSafi, bytes | None] = {}
 
     # -- queueing ----------------------------------------------------------------
@@ -65,21 +90,40 @@ class AdjRibOut:
         pending.update(changes)
 
     def enqueue_full(self, family: AfiSafi, items: Iterable[tuple[bytes, Path]]) -> None:
-        """Queue a full table (session established, route refresh); End-of-RIB follows it."""
+        """Queue a full table (session established, route refresh); End-of-RIB follows it.
+
+        ``items`` is best a dict items view (``LocRib.items()`` is one): the snapshot
+        is then two C-level list copies.
+        """
+        table = getattr(items, "mapping", None)
+        if table is None:
+            table = dict(items)
+        keys = list(table)
+        paths = list(table.values())
         pending = self._pending.get(family)
-        if pending is None:
-            pending = self._pending[family] = {}
-        pending.update(items)
-        # everything pending now goes out before End-of-RIB
-        self._eor[family] = next(reversed(pending)) if pending else None
+        if pending:
+            # pending entries are older than the snapshot: bring them up to date, they
+            # win over the snapshot entry of the same key (see _take)
+            for k in list(pending):
+                p = table.get(k, _MISSING)
+                if p is not _MISSING:
+                    pending[k] = p
+        self._full[family] = _FullTable(keys, paths)
+        self._eor.pop(family, None)
 
     def has_pending(self) -> bool:
-        return any(self._pending.values()) or bool(self._eor)
+        return any(self._pending.values()) or bool(self._full) or bool(self._eor)
 
     def pending_count(self, family: AfiSafi | None = None) -> int:
-        if family is not None:
-            return len(self._pending.get(family, ()))
-        return sum(len(p) for p in self._pending.values())
+        """Queued entries; a key changed during a full-table send counts twice."""
+        fams = [family] if family is not None else list(self._pending.keys() | self._full.keys())
+        n = 0
+        for f in fams:
+            n += len(self._pending.get(f, ()))
+            full = self._full.get(f)
+            if full is not None:
+                n += full.remaining()
+        return n
 
     # -- reads -------------------------------------------------------------------
     def advertised_count(self, family: AfiSafi) -> int:
@@ -95,6 +139,7 @@ class AdjRibOut:
         """Session down: the peer holds nothing from us any more."""
         self._sent.clear()
         self._pending.clear()
+        self._full.clear()
         self._eor.clear()
         if self.cache is not None:
             self.cache.clear()
@@ -110,7 +155,7 @@ class AdjRibOut:
             self.cache.set_context(ctx)
         cache = self.cache
         out: list[bytes] = []
-        for family in list(self._pending.keys() | self._eor.keys()):
+        for family in list(self._pending.keys() | self._full.keys() | self._eor.keys()):
             room = max_messages - len(out)
             if room <= 0:
                 break
@@ -121,65 +166,74 @@ class AdjRibOut:
                 out.extend(
                     pack_updates(family, cache.encoded(attrs, family), attrs.next_hop, keys, max_len=max_len)
                 )
+            pending = self._pending.get(family)
             if family in self._eor:
                 last = self._eor[family]
-                pending = self._pending.get(family)
                 if last is None or not pending or last not in pending:
                     del self._eor[family]
                     out.append(end_of_rib(family))
-            if not self._pending.get(family):
+            if not pending:
                 self._pending.pop(family, None)
         return out
 
     def _take(
         self, family: AfiSafi, max_messages: int, max_len: int
     ) -> tuple[dict[PathAttributes, list[bytes]], list[bytes]]:
-        """Pop pending changes worth about ``max_messages``; export and group them.
+        """Take changes worth about ``max_messages``; export and group them; update sent.
 
         The per-prefix loop only touches dicts keyed by prefix or by Path (identity
         hash, in C); everything per attribute set happens once per distinct Path.
         """
         pending = self._pending.get(family)
+        full = self._full.get(family)
         withdrawn: list[bytes] = []
-        if not pending:
+        if not pending and full is None:
             return {}, withdrawn
         sent = self._sent.get(family)
         if sent is None:
             sent = self._sent[family] = {}
         cache = self.cache
         assert cache is not None
-        if self.policy is not None:
-            return self._take_with_policy(family, pending, sent, max_messages, max_len)
+        policy = self.policy
         # a full table re-sends what the peer may already hold (route refresh)
-        resend = family in self._eor
+        resend = full is not None or family in self._eor
         usable = max_len - _OVERHEAD
         # conservative: every group may end in a partly filled message
         limit = max_messages * usable
         used = 0
-        # Path -> [exported attrs or None, keys to announce with them]
-        by_path: dict[Path, list[Any]] = {}
+        by_path: dict[Path, list[Any]] = {}   # Path -> [exported attrs | None, keys]
+        by_attrs: dict[PathAttributes, list[bytes]] = {}  # per-key policy results
         memo_get = by_path.get
         sent_pop = sent.pop
         sent_get = sent.get
-        chunk_size = 1024
-        while pending and used < limit:
-            # keys only: a list of (key, value) tuples would be 2 allocations per
-            # prefix and wake the cyclic GC, which then walks the whole RIB
-            chunk = list(islice(pending, chunk_size))
-            chunk_size = min(chunk_size * 2, 1 << 16)
+
+        def consume(pairs: Iterable[tuple[bytes, Path | None]], skip: Callable[[bytes], bool] | None) -> int:
+            nonlocal used
             taken = 0
-            for k in chunk:
-                best = pending[k]
+            for k, best in pairs:
                 taken += 1
+                if skip is not None and skip(k):
+                    continue  # changed since the snapshot: pending has it
                 if best is not None:
                     m = memo_get(best)
                     if m is None:
-                        exp = cache.export(best, family)
-                        m = by_path[best] = [exp, []]
+                        m = by_path[best] = [cache.export(best, family), []]
                     exp = m[0]
                     if exp is not None:
-                        if resend or sent_get(k) is not exp:
+                        if policy is None:
                             lst = m[1]
+                        else:
+                            exp = policy(k, best, exp)
+                            if exp is None:
+                                if sent_pop(k, None) is not None:
+                                    withdrawn.append(k)
+                                    used += len(k)
+                                continue
+                            exp = cache.intern(exp)
+                            lst = by_attrs.get(exp)
+                            if lst is None:
+                                lst = by_attrs[exp] = []
+                        if resend or sent_get(k) is not exp:
                             if not lst:
                                 used += usable + len(cache.encoded(exp, family))
                             lst.append(k)
@@ -192,14 +246,34 @@ class AdjRibOut:
                     used += len(k)
                     if used >= limit:
                         break
+            return taken
+
+        size = _FIRST_CHUNK
+        if full is not None:
+            skip = pending.__contains__ if pending else None
+            keys, paths = full.keys, full.paths
+            while full.pos < len(keys) and used < limit:
+                end = full.pos + size
+                full.pos += consume(zip(keys[full.pos : end], paths[full.pos : end], strict=True), skip)
+                size = min(size * 2, _MAX_CHUNK)
+            if full.pos >= len(keys):
+                del self._full[family]
+                # what was pending when the table ran out still belongs before End-of-RIB
+                self._eor[family] = next(reversed(pending)) if pending else None
+        while pending and used < limit:
+            # keys and values as two C-level copies: no tuple per prefix, no lookups
+            keys = list(islice(pending, size))
+            taken = consume(zip(keys, list(islice(pending.values(), size)), strict=True), None)
+            size = min(size * 2, _MAX_CHUNK)
             if taken == len(pending):
                 pending.clear()
             else:
-                for k in chunk[:taken]:
+                for k in keys[:taken]:
                     del pending[k]
+
         groups: dict[PathAttributes, list[bytes]] = {}
-        for exp, keys in by_path.values():
-            if keys:
+        for exp, keys in [*by_path.values(), *by_attrs.items()]:
+            if keys and exp is not None:
                 sent.update(zip(keys, repeat(exp)))
                 g = groups.get(exp)
                 if g is None:
@@ -208,53 +282,12 @@ class AdjRibOut:
                     g.extend(keys)
         return groups, withdrawn
 
-    def _take_with_policy(
-        self,
-        family: AfiSafi,
-        pending: dict[bytes, Path | None],
-        sent: dict[bytes, PathAttributes],
-        max_messages: int,
-        max_len: int,
-    ) -> tuple[dict[PathAttributes, list[bytes]], list[bytes]]:
-        """As ``_take``, calling the export policy per prefix (its result may differ per key)."""
-        cache = self.cache
-        policy = self.policy
-        assert cache is not None and policy is not None
-        resend = family in self._eor
-        usable = max_len - _OVERHEAD
-        limit = max_messages * usable
-        used = 0
-        groups: dict[PathAttributes, list[bytes]] = {}
-        withdrawn: list[bytes] = []
-        while pending and used < limit:
-            k, best = next(iter(pending.items()))
-            del pending[k]
-            exp = cache.export(best, family) if best is not None else None
-            if exp is not None:
-                exp = policy(k, best, exp)  # type: ignore[arg-type]
-            if exp is None:
-                if sent.pop(k, None) is not None:
-                    withdrawn.append(k)
-                    used += len(k)
-                continue
-            exp = cache.intern(exp)
-            if not resend and sent.get(k) is exp:
-                continue
-            sent[k] = exp
-            g = groups.get(exp)
-            if g is None:
-                g = groups[exp] = []
-                used += usable + len(cache.encoded(exp, family))
-            g.append(k)
-            used += len(k)
-        return groups, withdrawn
-
     # -- checkpoints -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         writer = PathWriter()
         attrs_index: dict[PathAttributes, int] = {}
         fams: dict[str, Any] = {}
-        for fam in self._sent.keys() | self._pending.keys() | self._eor.keys():
+        for fam in self._sent.keys() | self._pending.keys() | self._full.keys() | self._eor.keys():
             sent = [
                 [attrs_index.setdefault(a, len(attrs_index)), pack_keys(ks)]
                 for a, ks in group_by_path(self._sent.get(fam, {}).items()).items()  # type: ignore[arg-type]
@@ -266,6 +299,10 @@ class AdjRibOut:
                 "pending-keys": pack_keys(pending),
                 "pending-paths": [-1 if p is None else writer.index(p) for p in pending.values()],
             }
+            full = self._full.get(fam)
+            if full is not None:
+                rest = zip(full.keys[full.pos :], full.paths[full.pos :], strict=True)
+                entry["full"] = [[writer.index(p), pack_keys(ks)] for p, ks in group_by_path(rest).items()]
             if fam in self._eor:
                 last = self._eor[fam]
                 entry["eor-after"] = last.hex() if last is not None else ""
@@ -296,6 +333,14 @@ class AdjRibOut:
                 rib._pending[fam] = {
                     k: (None if i < 0 else paths[i]) for k, i in zip(keys, entry["pending-paths"], strict=True)
                 }
+            if "full" in entry:
+                fkeys: list[bytes] = []
+                fpaths: list[Path] = []
+                for pi, packed in entry["full"]:
+                    ks = unpack_keys(packed)
+                    fkeys.extend(ks)
+                    fpaths.extend(repeat(paths[pi], len(ks)))
+                rib._full[fam] = _FullTable(fkeys, fpaths)
             if "eor-after" in entry:
                 rib._eor[fam] = bytes.fromhex(entry["eor-after"]) or None
         return rib

@@ -91,14 +91,23 @@ def export_attrs(
     own_nh = ctx.local_address_v6 if _is_v6(family, a) else ctx.local_address_v4
 
     if peer.ebgp:
-        # third-party next hop (RFC 4271 §5.1.3) is not attempted: always ourselves
-        return a.replace(
-            as_path=prepend_as(a.as_path, ctx.local_as),
-            local_pref=None,
-            med=a.med if src.is_local else None,  # a MED from another AS goes no further
-            originator_id=None,
-            cluster_list=(),
-            next_hop=own_nh if own_nh is not None else a.next_hop,
+        # third-party next hop (RFC 4271 §5.1.3) is not attempted: always ourselves.
+        # Built directly rather than with replace(): this runs once per attribute
+        # set and peer, and a full table has tens of thousands of sets.
+        return PathAttributes(
+            a.origin,
+            prepend_as(a.as_path, ctx.local_as),
+            own_nh if own_nh is not None else a.next_hop,
+            a.med if src.is_local else None,  # a MED from another AS goes no further
+            None,  # LOCAL_PREF is not sent to external peers
+            a.atomic_aggregate,
+            a.aggregator,
+            a.communities,
+            a.ext_communities,
+            a.large_communities,
+            None,  # ORIGINATOR_ID and CLUSTER_LIST stay inside the AS
+            (),
+            a.unknown,
         )
 
     changes: dict[str, Any] = {}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import ItemsView, Iterable
 from itertools import repeat
 from typing import Any
 
@@ -27,6 +27,7 @@ from .decision import DEFAULT_OPTIONS, DecisionOptions, best_path
 from .path import Path, PathInterner, PeerSource
 
 Change = tuple[bytes, Path | None]
+_SEQUENCES = (list, tuple)
 
 
 class LocRib:
@@ -42,7 +43,7 @@ class LocRib:
     def announce(self, path: Path, keys: Iterable[bytes]) -> list[Change]:
         """Add/replace ``path``'s source's candidate for ``keys``; return best changes."""
         best = self._best
-        if not isinstance(keys, list | tuple):
+        if not isinstance(keys, _SEQUENCES):
             keys = list(keys)
         if best.keys().isdisjoint(keys):
             n0 = len(best)
@@ -146,8 +147,9 @@ class LocRib:
         b = self._best.get(key)
         return [b] if b is not None else []
 
-    def items(self) -> Iterator[tuple[bytes, Path]]:
-        return iter(self._best.items())
+    def items(self) -> ItemsView[bytes, Path]:
+        """(key, best) of every prefix: a live view (AdjRibOut.enqueue_full copies it fast)."""
+        return self._best.items()
 
     def multi_count(self) -> int:
         """Prefixes with more than one candidate."""
