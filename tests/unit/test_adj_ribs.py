@@ -290,3 +290,80 @@ def test_adj_out_changes_during_full_table_win_over_the_snapshot():
     assert got[keys[-1]] == export_attrs(table[keys[-1]], ctx(TO_EBGP), IPV4_UNICAST)
     assert set(got) | set(first) == set(table) - {gone}
     assert out.advertised_count(IPV4_UNICAST) == 3000 - 2
+
+
+# -- model check: whatever the interleaving, the peer ends up with the latest bests --
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_M_KEYS = v4_keys(24)
+_M_INTERNER = PathInterner()
+_M_PATHS = [
+    _M_INTERNER.get(SRC, attr_set(0)),
+    _M_INTERNER.get(SRC, attr_set(1)),
+    _M_INTERNER.get(SRC, attr_set(2).replace(communities=(NO_ADVERTISE,))),
+    _M_INTERNER.get(TO_EBGP, attr_set(3)),      # from the receiving peer: split horizon
+    None,
+]
+_op = st.one_of(
+    st.tuples(st.just("enq"), st.integers(0, 23), st.integers(0, 4)),
+    st.tuples(st.just("full")),
+    st.tuples(st.just("reset")),
+    st.tuples(st.just("build"), st.integers(1, 3)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_op, max_size=30), st.booleans())
+def test_adj_out_matches_model(ops, with_policy):
+    policy = (lambda key, path, attrs: None if key[3] == 5 else attrs) if with_policy else None
+    out = AdjRibOut(policy=policy)
+    c = ctx(TO_EBGP)
+    loc: dict[bytes, object] = {}  # the Loc-RIB the speaker keeps the Adj-RIB-Out in step with
+    peer: dict[bytes, PathAttributes] = {}
+    fulls = eors = 0
+    dec = UpdateDecoder(four_octet_as=True, ebgp=True)
+
+    def apply(msgs):
+        nonlocal eors
+        for m in msgs:
+            u = dec.decode(m[19:])
+            if u.end_of_rib:
+                eors += 1
+            for _f, ks in u.withdrawn:
+                for k in ks:
+                    assert k in peer          # we only withdraw what the peer has
+                    del peer[k]
+            for _f, attrs, ks in u.announced:
+                peer.update(dict.fromkeys(ks, attrs))
+
+    for op in ops:
+        if op[0] == "enq":
+            k, p = _M_KEYS[op[1]], _M_PATHS[op[2]]
+            out.enqueue(IPV4_UNICAST, k, p)
+            if p is None:
+                loc.pop(k, None)
+            else:
+                loc[k] = p
+        elif op[0] in ("full", "reset"):   # route refresh / session re-established
+            if op[0] == "reset":
+                out.clear()
+                peer.clear()
+            out.enqueue_full(IPV4_UNICAST, loc.items())
+            fulls += 1
+        else:
+            msgs = out.build_messages(c, max_messages=op[1], max_len=128)
+            assert len(msgs) <= op[1] + 1
+            apply(msgs)
+    while out.has_pending():
+        apply(out.build_messages(c, max_messages=2, max_len=128))
+    expected = {}
+    for k, p in loc.items():
+        exp = export_attrs(p, c, IPV4_UNICAST)
+        if exp is not None and policy is not None:
+            exp = policy(k, p, exp)
+        if exp is not None:
+            expected[k] = exp
+    assert peer == expected
+    assert dict(out.sent_items(IPV4_UNICAST)) == expected
+    assert (eors >= 1) == (fulls >= 1) and eors <= fulls

@@ -30,6 +30,8 @@ from .checkpoint import (
 )
 from .path import Path, PathInterner
 
+_SEQUENCES = (list, tuple)
+
 
 class AdjRibIn:
     __slots__ = ("_tables", "_stale")
@@ -39,8 +41,10 @@ class AdjRibIn:
         self._stale: dict[AfiSafi, set[bytes]] = {}
 
     # -- updates ---------------------------------------------------------------
-    def announce(self, family: AfiSafi, path: Path, keys: list[bytes]) -> list[bytes]:
+    def announce(self, family: AfiSafi, path: Path, keys: Iterable[bytes]) -> list[bytes]:
         """Store ``path`` for ``keys``; return the keys whose stored path changed."""
+        if not isinstance(keys, _SEQUENCES):
+            keys = list(keys)  # it is read more than once
         table = self._tables.get(family)
         if table is None:
             table = self._tables[family] = {}
