@@ -609,7 +609,8 @@ class Bench:
         except Exception as exc:  # noqa: BLE001 - reported as a failed row, bench continues
             detail = str(exc).splitlines()
             more = f" (logs: {wd}/tail.txt)" if len(detail) > 1 else ""
-            log(f"{daemon} feed {feed.upper()}: FAILED: {detail[0] if detail else exc!r}{more}")
+            first = detail[0] if detail else repr(exc)
+            log(f"{daemon} feed {feed.upper()}: FAILED: {first}{more}")
             row.update(status="error", error=str(exc).splitlines()[0][:200], seconds=None,
                        count=row.get("count", 0))
             if not rows:
