@@ -169,3 +169,22 @@ def test_matches_brute_force_model(opts, ops):
             assert rib.best(k) is after[k]
             assert rib.candidates(k) == model.get(k, [])
         assert len(rib) == sum(1 for k in KEYS if after[k] is not None)
+
+
+def test_path_interner_shares_and_forgets():
+    import gc
+
+    interner = PathInterner()
+    a1, a2 = attrs(med=1), attrs(med=1)
+    p = interner.get(A, a1)
+    assert interner.get(A, a2) is p                     # equal attributes, same Path
+    pb = interner.get(B, a1)
+    assert pb is not p and pb.source is B               # other source, other Path
+    assert interner.get(A, a1) is p                     # back to the first source's table
+    assert len(interner) == 2
+    assert p.to_dict()["source"] == "10.0.0.1" and p.to_dict()["med"] == 1
+    del p, pb
+    gc.collect()
+    assert len(interner) == 0
+    q = interner.get(A, a1)
+    assert q.attrs is a1 and len(interner) == 1

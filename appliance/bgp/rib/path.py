@@ -103,24 +103,47 @@ class Path:
 class PathInterner:
     """Hands out one shared Path per (source, attrs).
 
-    Weak values: a Path no prefix refers to any more disappears by itself, so
-    attribute churn over a long session does not grow the interner.
+    Weak references: a Path no prefix refers to any more disappears by itself, so
+    attribute churn over a long session does not grow the interner. One table per
+    source, and the last source's table remembered, because consecutive UPDATEs
+    nearly always come from the same peer: a hit is then one dict lookup.
     """
 
-    __slots__ = ("_paths",)
+    __slots__ = ("_tables", "_last_source", "_last_table", "_last_forget")
 
     def __init__(self) -> None:
-        self._paths: weakref.WeakValueDictionary[tuple[PeerSource, PathAttributes], Path] = (
-            weakref.WeakValueDictionary()
-        )
+        self._tables: dict[PeerSource, tuple[dict[PathAttributes, weakref.KeyedRef], Any]] = {}
+        self._last_source: PeerSource | None = None
+        self._last_table: dict[PathAttributes, weakref.KeyedRef] = {}
+        self._last_forget: Any = None
 
     def get(self, source: PeerSource, attrs: PathAttributes) -> Path:
-        key = (source, attrs)
-        path = self._paths.get(key)
-        if path is None:
-            path = Path(source, attrs)
-            self._paths[key] = path
+        if source is self._last_source:
+            table, forget = self._last_table, self._last_forget
+        else:
+            entry = self._tables.get(source)
+            if entry is None:
+                table = {}
+                entry = self._tables[source] = (table, _forgetter(table))
+            table, forget = entry
+            self._last_source, self._last_table, self._last_forget = source, table, forget
+        ref = table.get(attrs)
+        if ref is not None:
+            path = ref()
+            if path is not None:
+                return path
+        path = Path(source, attrs)
+        table[attrs] = weakref.KeyedRef(path, forget, attrs)
         return path
 
     def __len__(self) -> int:
-        return len(self._paths)
+        return sum(1 for t, _ in self._tables.values() for r in t.values() if r() is not None)
+
+
+def _forgetter(table: dict[PathAttributes, weakref.KeyedRef]) -> Any:
+    def forget(ref: weakref.KeyedRef) -> None:
+        # only if the entry is still this (dead) reference, not a newer Path's
+        if table.get(ref.key) is ref:
+            del table[ref.key]
+
+    return forget
