@@ -18,7 +18,15 @@ from typing import Any
 
 from ..log import log_event
 from .config import BgpConfig, NeighborConfig
-from .family import FAMILY_NAMES, IPV4_UNICAST, IPV6_UNICAST, AfiSafi, family_of_prefix, key_to_prefix, prefix_to_key
+from .family import (
+    FAMILY_NAMES,
+    IPV4_UNICAST,
+    IPV6_UNICAST,
+    AfiSafi,
+    family_of_prefix,
+    key_to_prefix,
+    prefix_to_key,
+)
 from .nexthop import local_next_hops
 from .packet.constants import CeaseSubcode, ErrorCode, RouteRefreshSubtype
 from .packet.pathattrs import PathAttributes
@@ -55,6 +63,9 @@ class PeerRibs:
     stale_timer: asyncio.TimerHandle | None = None
     accepted: dict[AfiSafi, int] = field(default_factory=dict)
     rejected_updates: int = 0
+    eorr_due: set[AfiSafi] = field(default_factory=set)
+    peer_gr: Any = None          # the peer's Graceful Restart capability while up
+    notifications_at_up: int = 0  # NOTIFICATIONs sent+received when the session came up
     treat_as_withdraw: int = 0
 
 
@@ -192,6 +203,8 @@ class Speaker:
         nh4, nh6 = local_next_hops(peer.local_address)
         ribs.source = source
         ribs.families = frozenset(neg.families)
+        ribs.peer_gr = neg.peer_graceful_restart
+        ribs.notifications_at_up = _notifications(peer)
         ribs.export_ctx = ExportContext(
             local_as=local_as,
             router_id=self.router_id_int,
@@ -215,12 +228,15 @@ class Speaker:
         if ribs is None:
             return
         ribs.adj_out.clear()
-        gr = peer.negotiated.peer_graceful_restart if peer.negotiated else None
+        ribs.eorr_due.clear()
+        gr, ribs.peer_gr = ribs.peer_gr, None
+        # RFC 4724 §4.2 helper mode applies when the session died without a
+        # NOTIFICATION (a restart of the peer), not after an orderly close.
         helper = (
             gr is not None
             and peer.config.graceful_restart.enabled
             and gr.families
-            and not getattr(peer, "down_by_notification", False)
+            and _notifications(peer) == ribs.notifications_at_up
         )
         if helper:
             # RFC 4724 helper: keep the routes as stale for the advertised restart time.
@@ -302,7 +318,7 @@ class Speaker:
             removed = adj_in.sweep_stale(fam)
             if removed:
                 self._propagate(fam, self.loc_rib[fam].withdraw(source, removed))
-            if ribs.stale_timer and not any(adj_in.has_stale(f) for f in FAMILIES):
+            if ribs.stale_timer and not any(adj_in.stale_count(f) for f in FAMILIES):
                 ribs.stale_timer.cancel()
                 ribs.stale_timer = None
             log_event(log, "bgp.end-of-rib", peer=key, family=fam.name, prefixes=adj_in.count(fam))
@@ -348,13 +364,27 @@ class Speaker:
                       family=fam.name, count=count, limit=limit.max_prefixes)
 
     def route_refresh_received(self, peer: Peer, family: AfiSafi, subtype: int) -> None:
-        if subtype != RouteRefreshSubtype.NORMAL:
-            return  # BoRR/EoRR from the peer only bracket its own re-advertisement
-        ribs = self.ribs[peer.config.neighbor_address]
-        if family not in ribs.families:
+        key = peer.config.neighbor_address
+        ribs = self.ribs[key]
+        if family not in ribs.families or ribs.source is None:
             return
-        enhanced = bool(peer.negotiated and peer.negotiated.enhanced_route_refresh)
-        ribs.adj_out.enqueue_refresh(family, self.loc_rib[family].items(), enhanced=enhanced)
+        if subtype == RouteRefreshSubtype.BORR:
+            # RFC 7313 §4: everything the peer re-sends replaces these; what it does
+            # not re-send before EoRR is gone.
+            ribs.adj_in.mark_stale(family)
+            return
+        if subtype == RouteRefreshSubtype.EORR:
+            removed = ribs.adj_in.sweep_stale(family)
+            if removed:
+                self._propagate(family, self.loc_rib[family].withdraw(ribs.source, removed))
+            return
+        self._refresh_out(peer, ribs, family)
+
+    def _refresh_out(self, peer: Peer, ribs: PeerRibs, family: AfiSafi) -> None:
+        if peer.negotiated is not None and peer.negotiated.enhanced_route_refresh:
+            peer.send_route_refresh(family, RouteRefreshSubtype.BORR)
+            ribs.eorr_due.add(family)  # EoRR goes out once the snapshot is drained
+        ribs.adj_out.enqueue_full(family, self.loc_rib[family].items())
         self._mark_dirty(peer.config.neighbor_address)
 
     def writable(self, peer: Peer) -> None:
@@ -373,7 +403,12 @@ class Speaker:
         for key, ribs in self.ribs.items():
             if ribs.export_ctx is None or fam not in ribs.families:
                 continue
-            if announced_by is not None and ribs.source is announced_by and not ribs.adj_out.sent_count(fam):
+            if (
+                announced_by is not None
+                and ribs.source is announced_by
+                and not ribs.adj_out.advertised_count(fam)
+                and not ribs.adj_out.has_pending()
+            ):
                 continue
             ribs.adj_out.enqueue_many(fam, changes)
             self._mark_dirty(key)
@@ -405,6 +440,10 @@ class Speaker:
             if ribs.adj_out.has_pending():
                 self._dirty.add(key)
                 again = True
+            elif ribs.eorr_due:
+                for fam in sorted(ribs.eorr_due):
+                    peer.send_route_refresh(fam, RouteRefreshSubtype.EORR)
+                ribs.eorr_due.clear()
         if again and not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
@@ -418,11 +457,11 @@ class Speaker:
         d.setdefault("peer-as", peer.config.peer_as)
         d["prefixes-received"] = sum(ribs.adj_in.count(f) for f in FAMILIES)
         d["prefixes-accepted"] = d["prefixes-received"]
-        d["prefixes-advertised"] = sum(ribs.adj_out.sent_count(f) for f in FAMILIES)
+        d["prefixes-advertised"] = sum(ribs.adj_out.advertised_count(f) for f in FAMILIES)
         d["families"] = {
             FAMILY_NAMES[f]: {
                 "received": ribs.adj_in.count(f),
-                "advertised": ribs.adj_out.sent_count(f),
+                "advertised": ribs.adj_out.advertised_count(f),
             }
             for f in FAMILIES
             if peer.config.family(f) is not None
@@ -446,8 +485,11 @@ class Speaker:
         fam = _family(family)
         rib = self.loc_rib[fam]
         if prefix:
-            found = rib.lookup(prefix, exact=exact)
-            keys = [found] if found is not None else []
+            try:
+                found = rib.lookup(prefix, exact=exact)
+            except ValueError as exc:
+                raise ValueError(f"bad prefix {prefix!r}: {exc}") from None
+            keys = [found[0]] if found is not None else []
         else:
             keys = []
             for i, (k, _best) in enumerate(rib.items()):
@@ -493,10 +535,13 @@ class Speaker:
         elif soft == "out":
             ribs = self.ribs[address]
             for fam in ribs.families:
-                ribs.adj_out.enqueue_refresh(fam, self.loc_rib[fam].items(), enhanced=False)
-            self._mark_dirty(address)
+                self._refresh_out(peer, ribs, fam)
         else:
             peer.reset(ErrorCode.CEASE, CeaseSubcode.ADMIN_RESET, idle_hold=1.0)
+
+
+def _notifications(peer: Peer) -> int:
+    return peer.stats.sent["notification"] + peer.stats.received["notification"]
 
 
 def _family(name: str) -> AfiSafi:

@@ -82,7 +82,8 @@ class PathAttributes:
         unknown: tuple[tuple[int, int, bytes], ...] = (),
     ) -> None:
         sa = object.__setattr__
-        sa(self, "origin", int(origin))
+        origin = int(origin)
+        sa(self, "origin", origin)
         sa(self, "as_path", as_path)
         sa(self, "next_hop", next_hop)
         sa(self, "med", med)
@@ -95,7 +96,10 @@ class PathAttributes:
         sa(self, "originator_id", originator_id)
         sa(self, "cluster_list", cluster_list)
         sa(self, "unknown", unknown)
-        key = tuple(getattr(self, f) for f in _FIELDS)
+        # Built directly, not via getattr over _FIELDS: this runs once per new
+        # attribute set on the full-table hot path.
+        key = (origin, as_path, next_hop, med, local_pref, atomic_aggregate, aggregator, communities,
+               ext_communities, large_communities, originator_id, cluster_list, unknown)
         sa(self, "_key", key)
         sa(self, "_hash", hash(key))
         n = 0
