@@ -453,8 +453,14 @@ class Speaker:
         peer = self.peers[address]
         ribs = self.ribs[address]
         d = peer.to_dict()
-        d.setdefault("neighbor-address", address)
-        d.setdefault("peer-as", peer.config.peer_as)
+        stats = d.pop("statistics", {})
+        d["messages"] = {"received": stats.get("received", {}), "sent": stats.get("sent", {})}
+        up_since = peer.stats.established_at
+        d["uptime"] = round(time.time() - up_since, 3) if up_since and peer.state == "Established" else 0
+        for k in ("established-transitions", "last-error", "last-notification-sent", "last-notification-received"):
+            d[k] = stats.get(k)
+        if peer.config.description:
+            d["description"] = peer.config.description
         d["prefixes-received"] = sum(ribs.adj_in.count(f) for f in FAMILIES)
         d["prefixes-accepted"] = d["prefixes-received"]
         d["prefixes-advertised"] = sum(ribs.adj_out.advertised_count(f) for f in FAMILIES)
@@ -469,7 +475,7 @@ class Speaker:
         d["updates-treated-as-withdraw"] = ribs.treat_as_withdraw
         d["updates-rejected-by-loop-check"] = ribs.rejected_updates
         if not detail:
-            for k in ("negotiated", "capabilities"):
+            for k in ("negotiated", "fsm"):
                 d.pop(k, None)
         return d
 

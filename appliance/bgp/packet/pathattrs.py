@@ -163,8 +163,10 @@ class PathAttributes:
                 (" ".join(map(str, a)) if t == AsPathSegment.AS_SEQUENCE else "{" + ",".join(map(str, a)) + "}")
                 for t, a in self.as_path
             ),
-            "next-hop": _nh_text(self.next_hop),
+            "next-hop": _nh_text(self.next_hop[:16] if len(self.next_hop) == 32 else self.next_hop),
         }
+        if len(self.next_hop) == 32:  # RFC 2545 global + link-local
+            d["next-hop-link-local"] = _nh_text(self.next_hop[16:])
         if self.med is not None:
             d["med"] = self.med
         if self.local_pref is not None:
