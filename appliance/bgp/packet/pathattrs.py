@@ -153,7 +153,11 @@ class PathAttributes:
         return None
 
     def as_path_contains(self, asn: int) -> bool:
-        return any(asn in asns for _, asns in self.as_path)
+        # A plain loop: called once per received attribute set (loop detection).
+        for _, asns in self.as_path:
+            if asn in asns:
+                return True
+        return False
 
     def to_dict(self) -> dict[str, Any]:
         """Human/JSON form (operational state, checkpoints, tests)."""
