@@ -81,7 +81,8 @@ def run(
     corpus = [bytes(s) for s in seeds] or [b""]
     deadline = time.monotonic() + seconds
     done = 0
-    for done in range(1, iterations + 1):
+    while done < iterations:
+        done += 1
         data = mutate(rng.choice(corpus), rng, corpus)
         try:
             target(data)
