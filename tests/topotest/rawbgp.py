@@ -49,11 +49,15 @@ def capability(code: int, value: bytes = b"") -> bytes:
 
 
 def open_message(my_as: int, hold_time: int, router_id: str, four_octet: bool = True,
-                 families: tuple[tuple[int, int], ...] = ((1, 1),)) -> bytes:
+                 families: tuple[tuple[int, int], ...] = ((1, 1),),
+                 extra_caps: bytes = b"") -> bytes:
+    """OPEN with multiprotocol, route refresh, [4-octet AS] and ``extra_caps`` (encoded
+    with `capability`) in one Capabilities parameter."""
     caps = b"".join(capability(1, struct.pack("!HBB", afi, 0, safi)) for afi, safi in families)
     caps += capability(2)  # route refresh
     if four_octet:
         caps += capability(65, struct.pack("!I", my_as))
+    caps += extra_caps
     opt = struct.pack("!BB", 2, len(caps)) + caps  # one Capabilities optional parameter
     two_octet_as = my_as if my_as <= 0xFFFF else AS_TRANS
     body = struct.pack("!BHH4sB", 4, two_octet_as, hold_time,
@@ -93,6 +97,20 @@ def local_pref(value: int) -> bytes:
 
 def atomic_aggregate() -> bytes:
     return attr(WELL_KNOWN, 6, b"")
+
+
+def graceful_restart_cap(restart_time: int, families: tuple[tuple[int, int, int], ...] = ((1, 1, 0),),
+                         restart_state: bool = False) -> bytes:
+    """Graceful Restart capability (RFC 4724 §3): families are (afi, safi, flags); flags
+    0x80 is the Forwarding State bit."""
+    head = (0x8000 if restart_state else 0) | (restart_time & 0x0FFF)
+    return capability(64, struct.pack("!H", head) + b"".join(
+        struct.pack("!HBB", afi, safi, flags) for afi, safi, flags in families))
+
+
+def end_of_rib_ipv4() -> bytes:
+    """IPv4 unicast End-of-RIB: an UPDATE with nothing in it (RFC 4724 §2)."""
+    return update()
 
 
 def nlri(prefix: str) -> bytes:
@@ -152,13 +170,14 @@ class RawBgpSpeaker:
 
     def __init__(self, sock: socket.socket, my_as: int, router_id: str, *,
                  hold_time: int = 90, keepalive_interval: float = 10.0,
-                 four_octet: bool = True) -> None:
+                 four_octet: bool = True, extra_caps: bytes = b"") -> None:
         self.sock = sock
         self.my_as = my_as
         self.router_id = router_id
         self.hold_time = hold_time
         self.keepalive_interval = keepalive_interval
         self.four_octet = four_octet
+        self.extra_caps = extra_caps
         self.buf = b""
         self.received: list[tuple[int, bytes]] = []
         self.peer_open: PeerOpen | None = None
@@ -231,7 +250,8 @@ class RawBgpSpeaker:
 
     def establish(self, timeout: float = 10.0) -> PeerOpen:
         """Send OPEN, read the peer's OPEN, exchange KEEPALIVEs."""
-        self.send(open_message(self.my_as, self.hold_time, self.router_id, self.four_octet))
+        self.send(open_message(self.my_as, self.hold_time, self.router_id, self.four_octet,
+                               extra_caps=self.extra_caps))
         deadline = time.monotonic() + timeout
         got_keepalive = False
         for _ in range(100):
