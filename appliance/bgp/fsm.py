@@ -531,6 +531,22 @@ class Fsm:
     ) -> Fsm:
         return cls(config, FsmState.from_dict(d, now), rng)
 
+    def restart_hold(self, now: float) -> bool:
+        """Fast path of UpdateMsg in Established (one call per UPDATE of a full table).
+
+        Same state change as ``handle(Event.UPDATE_MSG, now)`` there: the hold timer
+        restarts, nothing else happens. It skips building the action list: the peer's
+        hold-timer handle already re-arms itself when it fires before the deadline, so
+        the StartTimer action would be a no-op. Returns False (and changes nothing)
+        outside Established, where the caller must use ``handle``.
+        """
+        s = self.s
+        if s.state is not State.ESTABLISHED:
+            return False
+        if s.hold_time:
+            s.deadlines[HOLD] = now + s.hold_time
+        return True
+
     def timers(self) -> dict[str, float]:
         """Running timers as name -> deadline (to re-arm after a restore)."""
         return dict(self.s.deadlines)

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from .config import GracefulRestartConfig, NeighborConfig
 from .family import AfiSafi
 from .fsm import (
+    HOLD,
     TIMER_EVENTS,
     Connect,
     DropConnection,
@@ -638,6 +639,8 @@ class Peer:
         if used:
             del buf[:used]
         rc = self.stats.received
+        # One clock read per socket read: every message of it arrived at the same time.
+        now = self._loop_get().time() if msgs else 0.0
         for mtype, body in msgs:
             if s.proto is not proto:
                 return  # dropped by an earlier message
@@ -651,7 +654,7 @@ class Peer:
                 ))
                 return
             if mtype == MsgType.UPDATE:
-                self._on_update(s, body)
+                self._on_update(s, body, now)
             elif mtype == MsgType.KEEPALIVE:
                 self._event(s, Event.KEEPALIVE_MSG)
             elif mtype == MsgType.OPEN:
@@ -669,8 +672,9 @@ class Peer:
         )
         self._event(s, event, Notify(err.code, err.subcode, err.data))
 
-    def _on_update(self, s: _Session, body: bytes) -> None:
-        if s.fsm.state is not State.ESTABLISHED:
+    def _on_update(self, s: _Session, body: bytes, now: float | None = None) -> None:
+        fsm = s.fsm
+        if fsm.state is not State.ESTABLISHED:
             self._event(s, Event.UPDATE_MSG)  # FSM error outside Established
             return
         dec = s.decoder
@@ -685,9 +689,16 @@ class Peer:
             self._error(s, Event.UPDATE_MSG_ERR, NotificationError(
                 ErrorCode.UPDATE_MESSAGE, UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, b"", str(err)))
             return
-        self._event(s, Event.UPDATE_MSG)
+        # UpdateMsg in Established only restarts the hold timer: do that directly
+        # instead of a full FSM event + action list per UPDATE (Fsm.restart_hold).
+        fsm.restart_hold(self._loop_get().time() if now is None else now)
+        if HOLD not in s.timers and fsm.s.hold_time:
+            self._arm(s, HOLD)  # normally armed since OPEN; cheap safety net
         if s is self._primary:
-            self._call("update_received", update)
+            try:
+                self.listener.update_received(self, update)
+            except Exception:  # noqa: BLE001 - as in _call: a speaker bug must not kill the session loop
+                log.exception("event=bgp.listener-error peer=%s method=update_received", self.name)
 
     def _make_decoder(self, s: _Session) -> Any:
         neg = s.negotiated

@@ -623,6 +623,41 @@ def decode_attributes(data: bytes, ctx: DecodeContext) -> DecodedAttributes | No
             diags.append(f"attribute-discard: duplicate attribute type {code}")
             continue
         seen |= bit
+        # Inline fast paths for the well-formed common attributes (a full table is
+        # one attribute set per UPDATE, so this loop is per UPDATE there): no decoder
+        # call, no dispatch tuple. Anything unusual or malformed falls through to
+        # the generic decoder below, which owns every RFC 7606 verdict.
+        if code <= 8:
+            fl = flags & 0xE0
+            ln = end - v
+            if code == 2:  # AS_PATH: one AS_SEQUENCE segment, 4-octet ASNs, no AS 0
+                if four and fl == 0x40 and ln > 2 and data[v] == 2 and ln == 2 + 4 * data[v + 1]:
+                    asns = _U32[data[v + 1]].unpack_from(data, v + 2)
+                    if 0 not in asns:
+                        fields["as_path"] = ((2, asns),)
+                        continue
+            elif code == 1:  # ORIGIN
+                if fl == 0x40 and ln == 1 and data[v] <= 2:
+                    fields["origin"] = data[v]
+                    continue
+            elif code == 3:  # NEXT_HOP
+                if fl == 0x40 and ln == 4 and data[v] < 224:
+                    nh = data[v:end]
+                    if nh != b"\x00\x00\x00\x00":
+                        fields["next_hop"] = nh
+                        continue
+            elif code == 4:  # MULTI_EXIT_DISC
+                if fl == 0x80 and ln == 4:
+                    fields["med"] = data[v] << 24 | data[v + 1] << 16 | data[v + 2] << 8 | data[v + 3]
+                    continue
+            elif code == 5:  # LOCAL_PREF (iBGP only)
+                if fl == 0x40 and ln == 4 and not ebgp:
+                    fields["local_pref"] = data[v] << 24 | data[v + 1] << 16 | data[v + 2] << 8 | data[v + 3]
+                    continue
+            elif code == 8:  # COMMUNITIES (Partial bit allowed)
+                if fl & 0xC0 == 0xC0 and ln and not ln & 3 and ln < 1024:
+                    fields["communities"] = _U32[ln >> 2].unpack_from(data, v)
+                    continue
         d = dispatch.get(code)
         if d is None:
             if code in _MP_CODES:

@@ -38,6 +38,18 @@ def parse_prefixes(
     sizes = _SIZES.get(afi)
     if sizes is None:
         raise NotificationError(ErrorCode.UPDATE_MESSAGE, subcode, reason=f"NLRI of unknown AFI {afi}")
+    if start < end:
+        # Fast path: every prefix has the same whole-octet length (a /24-only UPDATE,
+        # the bulk of a full table). Then the prefixes sit at a fixed stride: one C
+        # check of every stride-th octet, and a comprehension of slices. Whole-octet
+        # lengths cannot carry host bits.
+        plen = data[start]
+        size = sizes[plen]
+        if size and not plen & 7:
+            span = end - start
+            count = span // size
+            if count * size == span and data[start:end:size].count(plen) == count:
+                return [data[i : i + size] for i in range(start, end, size)]
     host_bits = _HOST_BITS
     keys: list[bytes] = []
     append = keys.append

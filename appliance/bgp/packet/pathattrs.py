@@ -48,8 +48,24 @@ _FIELDS = (
 )
 
 
-class PathAttributes:
+_AS_SEQUENCE = int(AsPathSegment.AS_SEQUENCE)
+_AS_SET = int(AsPathSegment.AS_SET)
+
+
+class _Slots:
+    """The storage layout of PathAttributes, without its immutability guard.
+
+    PathAttributes objects are built as this class and then relabelled (see
+    ``PathAttributes.__new__``): plain slot stores are ~3x cheaper than
+    ``object.__setattr__`` calls, and a new attribute set is built per UPDATE
+    of a full table.
+    """
+
     __slots__ = _FIELDS + ("_hash", "_key", "_aspath_len", "__weakref__")
+
+
+class PathAttributes(_Slots):
+    __slots__ = ()
 
     origin: int
     as_path: tuple[tuple[int, tuple[int, ...]], ...]
@@ -65,8 +81,8 @@ class PathAttributes:
     cluster_list: tuple[bytes, ...]
     unknown: tuple[tuple[int, int, bytes], ...]
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         origin: int = Origin.IGP,
         as_path: tuple[tuple[int, tuple[int, ...]], ...] = (),
         next_hop: bytes = b"",
@@ -80,36 +96,40 @@ class PathAttributes:
         originator_id: bytes | None = None,
         cluster_list: tuple[bytes, ...] = (),
         unknown: tuple[tuple[int, int, bytes], ...] = (),
-    ) -> None:
-        sa = object.__setattr__
+    ) -> PathAttributes:
+        # Filled as a plain _Slots object (fast slot stores; PathAttributes.__setattr__
+        # would refuse them), then given its real class, which has the same layout.
+        self = _Slots()
         origin = int(origin)
-        sa(self, "origin", origin)
-        sa(self, "as_path", as_path)
-        sa(self, "next_hop", next_hop)
-        sa(self, "med", med)
-        sa(self, "local_pref", local_pref)
-        sa(self, "atomic_aggregate", atomic_aggregate)
-        sa(self, "aggregator", aggregator)
-        sa(self, "communities", communities)
-        sa(self, "ext_communities", ext_communities)
-        sa(self, "large_communities", large_communities)
-        sa(self, "originator_id", originator_id)
-        sa(self, "cluster_list", cluster_list)
-        sa(self, "unknown", unknown)
+        self.origin = origin
+        self.as_path = as_path
+        self.next_hop = next_hop
+        self.med = med
+        self.local_pref = local_pref
+        self.atomic_aggregate = atomic_aggregate
+        self.aggregator = aggregator
+        self.communities = communities
+        self.ext_communities = ext_communities
+        self.large_communities = large_communities
+        self.originator_id = originator_id
+        self.cluster_list = cluster_list
+        self.unknown = unknown
         # Built directly, not via getattr over _FIELDS: this runs once per new
         # attribute set on the full-table hot path.
         key = (origin, as_path, next_hop, med, local_pref, atomic_aggregate, aggregator, communities,
                ext_communities, large_communities, originator_id, cluster_list, unknown)
-        sa(self, "_key", key)
-        sa(self, "_hash", hash(key))
+        self._key = key
+        self._hash = hash(key)
         n = 0
         for seg_type, asns in as_path:
-            if seg_type == AsPathSegment.AS_SEQUENCE:
+            if seg_type == _AS_SEQUENCE:
                 n += len(asns)
-            elif seg_type == AsPathSegment.AS_SET:
+            elif seg_type == _AS_SET:
                 n += 1  # RFC 4271 §9.1.2.2: an AS_SET counts as 1
             # confederation segments do not count (RFC 5065)
-        sa(self, "_aspath_len", n)
+        self._aspath_len = n
+        self.__class__ = cls
+        return self  # type: ignore[return-value]
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("PathAttributes is immutable; use replace()")
