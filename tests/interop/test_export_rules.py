@@ -25,9 +25,9 @@ from tests.topotest.frr import FrrRouter
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
 E_AS, RAW_AS = 65002, 65003
-FCR_E, E = "10.0.24.1", "10.0.24.2"
-FCR_I, I = "10.0.25.1", "10.0.25.2"
-FCR_N, N = "10.0.26.1", "10.0.26.2"
+FCR_E, E_ADDR = "10.0.24.1", "10.0.24.2"
+FCR_I, I_ADDR = "10.0.25.1", "10.0.25.2"
+FCR_N, N_ADDR = "10.0.26.1", "10.0.26.2"
 FCR_R, RAW = "10.0.27.1", "10.0.27.2"
 E_NET, LOOP_NET = "10.24.1.0/24", "10.24.9.0/24"
 NOEXP_NET, I_NET = "10.24.2.0/24", "10.24.3.0/24"
@@ -40,7 +40,7 @@ route-map OUT permit 10
  set as-path prepend {FCR_AS}
 route-map OUT permit 20
 """ + FrrRouter.render_bgp(
-    E_AS, E, [{"address": FCR_E, "remote_as": FCR_AS, "connect_retry": 1,
+    E_AS, E_ADDR, [{"address": FCR_E, "remote_as": FCR_AS, "connect_retry": 1,
                "af_extra": {"ipv4": ["route-map OUT out"]}}],
     {"ipv4": [E_NET, LOOP_NET]})
 
@@ -51,12 +51,12 @@ route-map OUT permit 10
  set community no-export
 route-map OUT permit 20
 """ + FrrRouter.render_bgp(
-    FCR_AS, I, [{"address": FCR_I, "remote_as": FCR_AS, "connect_retry": 1,
+    FCR_AS, I_ADDR, [{"address": FCR_I, "remote_as": FCR_AS, "connect_retry": 1,
                  "af_extra": {"ipv4": ["route-map OUT out", "send-community"]}}],
     {"ipv4": [NOEXP_NET, I_NET]})
 
 N_CONF = FrrRouter.render_bgp(
-    FCR_AS, N, [{"address": FCR_N, "remote_as": FCR_AS, "connect_retry": 1}])
+    FCR_AS, N_ADDR, [{"address": FCR_N, "remote_as": FCR_AS, "connect_retry": 1}])
 
 
 class RawRib:
@@ -95,20 +95,20 @@ def frr_path(frr: FrrRouter, prefix: str) -> dict:
 
 def test_export_rules(topology, workdir):
     h = {name: topology.add_host(name) for name in ("fcr", "e", "i", "n", "raw")}
-    topology.link(h["fcr"], h["e"], [f"{FCR_E}/24"], [f"{E}/24"])
-    topology.link(h["fcr"], h["i"], [f"{FCR_I}/24"], [f"{I}/24"])
-    topology.link(h["fcr"], h["n"], [f"{FCR_N}/24"], [f"{N}/24"])
+    topology.link(h["fcr"], h["e"], [f"{FCR_E}/24"], [f"{E_ADDR}/24"])
+    topology.link(h["fcr"], h["i"], [f"{FCR_I}/24"], [f"{I_ADDR}/24"])
+    topology.link(h["fcr"], h["n"], [f"{FCR_N}/24"], [f"{N_ADDR}/24"])
     topology.link(h["fcr"], h["raw"], [f"{FCR_R}/24"], [f"{RAW}/24"])
     e = FrrRouter(h["e"], workdir / "e", E_CONF)
     i = FrrRouter(h["i"], workdir / "i", I_CONF)
     n = FrrRouter(h["n"], workdir / "n", N_CONF)
     fcr = FcrRouter(h["fcr"], workdir / "fcr", fcrcfg.config(FCR_AS, FCR_ID, [
-        fcrcfg.neighbor(E, E_AS, connect_retry=1),
-        fcrcfg.neighbor(I, FCR_AS, connect_retry=1),
-        fcrcfg.neighbor(N, FCR_AS, connect_retry=1, **{"next-hop-self": True}),
+        fcrcfg.neighbor(E_ADDR, E_AS, connect_retry=1),
+        fcrcfg.neighbor(I_ADDR, FCR_AS, connect_retry=1),
+        fcrcfg.neighbor(N_ADDR, FCR_AS, connect_retry=1, **{"next-hop-self": True}),
         fcrcfg.neighbor(RAW, RAW_AS, passive=True),
     ], [FCR_NET4]))
-    for addr in (E, I, N):
+    for addr in (E_ADDR, I_ADDR, N_ADDR):
         fcr.wait_established(addr, 30)
 
     with rb.RawBgpSpeaker.connect(h["raw"], RAW, FCR_R, RAW_AS, RAW) as raw:
@@ -120,7 +120,7 @@ def test_export_rules(topology, workdir):
         wait_fcr_routes(fcr, [E_NET, I_NET, NOEXP_NET])
         rr.poll(1.0)
         assert LOOP_NET not in fcr.rib("ipv4-unicast"), fcr.route(LOOP_NET)
-        ne = fcr.neighbor(E)
+        ne = fcr.neighbor(E_ADDR)
         assert ne["updates-rejected-by-loop-check"] >= 1, ne
         assert ne["prefixes-received"] == 1, ne  # E_NET only
         adj = e.vtysh_json(f"show bgp ipv4 unicast neighbors {FCR_E} advertised-routes json")
@@ -160,7 +160,7 @@ def test_export_rules(topology, workdir):
         p = frr_path(i, E_NET)
         assert p.get("locPrf") == 100, p
         assert p["aspath"]["string"] == f"{E_AS}", p
-        assert p["nexthops"][0]["ip"] == E, p
+        assert p["nexthops"][0]["ip"] == E_ADDR, p
         p = frr_path(i, FCR_NET4)
         assert p.get("locPrf") == 100, p
         assert p["nexthops"][0]["ip"] == FCR_I, p

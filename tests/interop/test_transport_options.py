@@ -8,7 +8,6 @@ import pytest
 
 from tests.interop.common import FCR_AS, FCR_ID
 from tests.topotest import fcr as fcrcfg
-from tests.topotest import wait_until
 from tests.topotest.fcr import FcrRouter
 from tests.topotest.frr import FrrRouter
 
