@@ -216,11 +216,27 @@ class Speaker:
             local_address_v6=nh6,
             rr_client=n.route_reflector_client,
         )
-        if ribs.stale_timer is None:
-            ribs.adj_out.clear()
+        if ribs.stale_timer is not None:
+            self._end_of_restart(ribs, source)
+        ribs.adj_out.clear()
         for fam in ribs.families:
             ribs.adj_out.enqueue_full(fam, self.loc_rib[fam].items())
         self._mark_dirty(key)
+
+    def _end_of_restart(self, ribs: PeerRibs, source: PeerSource) -> None:
+        """The restarting peer is back (RFC 4724 §4.2): keep its stale routes only for
+        families whose forwarding state it preserved; the rest go at once."""
+        gr = ribs.peer_gr
+        preserved = {(a, s) for a, s, flags in gr.families if flags & 0x80} if gr is not None else set()
+        for fam in FAMILIES:
+            if (fam.afi, fam.safi) in preserved and fam in ribs.families:
+                continue  # swept at this family's End-of-RIB (or by the stale timer)
+            removed = ribs.adj_in.sweep_stale(fam)
+            if removed:
+                self._propagate(fam, self.loc_rib[fam].withdraw(source, removed))
+        if not any(ribs.adj_in.stale_count(f) for f in FAMILIES) and ribs.stale_timer is not None:
+            ribs.stale_timer.cancel()
+            ribs.stale_timer = None
 
     def session_down(self, peer: Peer, reason: str) -> None:
         key = peer.config.neighbor_address
@@ -509,9 +525,19 @@ class Speaker:
         best = rib.best(key)
         return {
             "prefix": key_to_prefix(key, fam.afi),
-            "best": _path_dict(best) if best else None,
-            "paths": [_path_dict(p) for p in rib.candidates(key)],
+            "best": self._path_dict(best, fam, key) if best else None,
+            "paths": [self._path_dict(p, fam, key) for p in rib.candidates(key)],
         }
+
+    def _path_dict(self, path: Path | None, fam: AfiSafi, key: bytes) -> dict[str, Any]:
+        if path is None:
+            return {}
+        d = path.attrs.to_dict()
+        d["source"] = path.source.peer_id
+        ribs = self.ribs.get(path.source.peer_id)
+        if ribs is not None and ribs.adj_in.is_stale(fam, key):
+            d["stale"] = True  # kept for a restarting peer (graceful restart helper)
+        return d
 
     def adj_rib_in(self, neighbor: str, family: str, limit: int | None = 100) -> list[dict[str, Any]]:
         fam = _family(family)
@@ -520,7 +546,7 @@ class Speaker:
         for i, k in enumerate(ribs.adj_in.keys(fam)):
             if limit is not None and i >= limit:
                 break
-            out.append({"prefix": key_to_prefix(k, fam.afi), **_path_dict(ribs.adj_in.get(fam, k))})
+            out.append({"prefix": key_to_prefix(k, fam.afi), **self._path_dict(ribs.adj_in.get(fam, k), fam, k)})
         return out
 
     def adj_rib_out(self, neighbor: str, family: str, limit: int | None = 100) -> list[dict[str, Any]]:
@@ -557,16 +583,6 @@ def _family(name: str) -> AfiSafi:
     if fam is None:
         raise ValueError(f"unknown family {name!r}")
     return fam
-
-
-def _path_dict(path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    d = path.attrs.to_dict()
-    d["source"] = path.source.peer_id
-    if getattr(path, "stale", False):
-        d["stale"] = True
-    return d
 
 
 def _addr_sort(a: str) -> tuple[int, int]:
