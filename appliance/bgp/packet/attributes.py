@@ -20,6 +20,7 @@ from ..family import IPV4_UNICAST, IPV6_UNICAST, AfiSafi
 from .constants import AS_TRANS, AsPathSegment, AttrFlag, AttrType, ErrorCode, UpdateSubcode
 from .errors import BgpCodecError, NotificationError
 from .nlri import parse_prefixes
+from .pathattrs import FIELDS as _PATH_FIELDS
 from .pathattrs import PathAttributes
 
 WELL_KNOWN = AttrFlag.TRANSITIVE                       # 0x40
@@ -74,7 +75,9 @@ def _u32s(value: bytes) -> tuple[int, ...]:
 
 
 def _pack_u32s(values: tuple[int, ...] | list[int]) -> bytes:
-    return struct.pack(f">{len(values)}I", *values)
+    n = len(values)
+    # precompiled Struct per count: skips building and looking up a format string
+    return (_U32[n] if n < 256 else struct.Struct(f">{n}I")).pack(*values)
 
 
 class Attribute:
@@ -753,19 +756,45 @@ def merge_as4_path(
     return tuple(lead) + as4_path
 
 
+# What encode_path_attributes walks, in type-code order: (code, PathAttributes field or
+# None, encoder). A field that is None/empty/False means "attribute absent", so the
+# encoder call is skipped (runs once per exported attribute set: a full table to a new
+# peer calls this 62,500 times). ORIGIN and AS_PATH are always written (an empty
+# AS_PATH is a real, mandatory attribute); AS4_* have no field of their own.
+_ALWAYS_ENCODED = (AttrType.ORIGIN, AttrType.AS_PATH)
+_NEXT_HOP = int(AttrType.NEXT_HOP)
+_ENCODE_PLAN: tuple[tuple[int, str | None, Any], ...] = tuple(
+    (
+        int(cls.CODE),
+        cls.FIELD if cls.FIELD in _PATH_FIELDS and cls.CODE not in _ALWAYS_ENCODED else None,
+        cls.encode,
+    )
+    for cls in ENCODERS
+)
+_ABSENT = (None, (), b"")
+
+
 def encode_path_attributes(attrs: PathAttributes, *, four_octet_as: bool, with_next_hop: bool) -> bytes:
     """Every attribute but MP_*, in type-code order, unknown transitive ones with Partial set."""
     parts: list[tuple[int, bytes]] = []
-    for cls in ENCODERS:
-        if cls.CODE == AttrType.NEXT_HOP and not with_next_hop:
+    for code, field, encode in _ENCODE_PLAN:
+        if field is not None:
+            v = getattr(attrs, field)
+            if v is False or v in _ABSENT:
+                continue
+        if code == _NEXT_HOP and not with_next_hop:
             continue
-        wire = cls.encode(attrs, four_octet_as)
+        wire = encode(attrs, four_octet_as)
         if wire:
-            parts.append((cls.CODE, wire))
+            parts.append((code, wire))
     if attrs.unknown:
         parts.extend((code, tlv(flags | AttrFlag.PARTIAL, code, value)) for flags, code, value in attrs.unknown)
-        parts.sort(key=lambda p: p[0])
-    return b"".join(w for _, w in parts)
+        parts.sort(key=_by_first)
+    return b"".join([w for _, w in parts])
+
+
+def _by_first(p: tuple[int, bytes]) -> int:
+    return p[0]
 
 
 __all__ = [

@@ -46,6 +46,7 @@ _FIELDS = (
     "cluster_list",
     "unknown",
 )
+FIELDS = _FIELDS  # public: the attribute fields, in constructor order
 
 
 _AS_SEQUENCE = int(AsPathSegment.AS_SEQUENCE)
