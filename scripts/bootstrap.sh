@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES="python3 python3-venv python3-dev gcc iproute2 nftables procps tcpdump tmux frr bird2 gobgpd exabgp"
+DEB_PACKAGES="python3 python3-venv python3-dev gcc libyang2-dev pkg-config iproute2 nftables procps tcpdump tmux frr bird2 gobgpd exabgp"
 
 missing=""
 for p in $DEB_PACKAGES; do
