@@ -51,6 +51,7 @@ FIELDS = _FIELDS  # public: the attribute fields, in constructor order
 
 _AS_SEQUENCE = int(AsPathSegment.AS_SEQUENCE)
 _AS_SET = int(AsPathSegment.AS_SET)
+_CONFED = (int(AsPathSegment.AS_CONFED_SEQUENCE), int(AsPathSegment.AS_CONFED_SET))
 
 
 class _Slots:
@@ -165,10 +166,11 @@ class PathAttributes(_Slots):
     @property
     def first_as(self) -> int | None:
         """Leftmost AS of the path (the neighbouring AS, RFC 4271 §9.1.2.2 c)."""
+        # int constants, not enum members: read once per received attribute set (import check)
         for seg_type, asns in self.as_path:
-            if seg_type == AsPathSegment.AS_SEQUENCE and asns:
+            if seg_type == _AS_SEQUENCE and asns:
                 return asns[0]
-            if seg_type in (AsPathSegment.AS_CONFED_SEQUENCE, AsPathSegment.AS_CONFED_SET):
+            if seg_type in _CONFED:
                 continue
             return None
         return None
