@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,12 +35,16 @@ from .peer import LocalSettings, Peer
 from .rib.adj_in import AdjRibIn
 from .rib.adj_out import AdjRibOut
 from .rib.decision import DecisionOptions
-from .rib.export import ExportContext
+from .rib.export import ExportContext, ExportPolicy
 from .rib.loc_rib import LocRib
 from .rib.path import Path, PathInterner, PeerSource, local_source
 from .transport import Listener
 
 log = logging.getLogger("fcr.bgp")
+
+# Import policy hook, batch form: (family, source, attrs, keys) -> groups of accepted
+# keys under their resulting attributes; keys in no group are rejected.
+ImportPolicy = Callable[[AfiSafi, PeerSource, PathAttributes, list[bytes]], list[tuple[PathAttributes, list[bytes]]]]
 
 FAMILIES = (IPV4_UNICAST, IPV6_UNICAST)
 _FLUSH_BATCH = 256  # UPDATE messages built per peer per loop turn
@@ -61,9 +65,10 @@ class PeerRibs:
     families: frozenset[AfiSafi] = frozenset()
     limit_warned: set[AfiSafi] = field(default_factory=set)
     stale_timer: asyncio.TimerHandle | None = None
-    accepted: dict[AfiSafi, int] = field(default_factory=dict)
     rejected_updates: int = 0
     eorr_due: set[AfiSafi] = field(default_factory=set)
+    import_policy: dict[AfiSafi, ImportPolicy] = field(default_factory=dict)
+    filtered: dict[AfiSafi, set[bytes]] = field(default_factory=dict)  # rejected by import policy
     peer_gr: Any = None          # the peer's Graceful Restart capability while up
     notifications_at_up: int = 0  # NOTIFICATIONs sent+received when the session came up
     treat_as_withdraw: int = 0
@@ -286,7 +291,7 @@ class Speaker:
         removed = ribs.adj_in.clear(fam).get(fam, [])
         if removed and ribs.source is not None:
             self._propagate(fam, self.loc_rib[fam].withdraw(ribs.source, removed))
-        ribs.accepted[fam] = 0
+        ribs.filtered.pop(fam, None)
 
     def _withdraw_all_from(self, key: str) -> None:
         ribs = self.ribs.get(key)
@@ -310,6 +315,8 @@ class Speaker:
         if update.diagnostics:
             log_event(log, "bgp.update-error", level=logging.WARNING, peer=key, rfc7606="; ".join(update.diagnostics))
         for fam, keys in update.withdrawn:
+            if ribs.filtered:
+                ribs.filtered.get(fam, set()).difference_update(keys)
             removed = adj_in.withdraw(fam, keys)
             if removed:
                 self._propagate(fam, self.loc_rib[fam].withdraw(source, removed))
@@ -324,10 +331,14 @@ class Speaker:
                 if removed:
                     self._propagate(fam, self.loc_rib[fam].withdraw(source, removed))
                 continue
-            path = self.interner.get(source, attrs)
-            changed = adj_in.announce(fam, path, keys)
-            if changed:
-                self._propagate(fam, self.loc_rib[fam].announce(path, changed), announced_by=source)
+            policy = ribs.import_policy.get(fam)
+            if policy is None:
+                path = self.interner.get(source, attrs)
+                changed = adj_in.announce(fam, path, keys)
+                if changed:
+                    self._propagate(fam, self.loc_rib[fam].announce(path, changed), announced_by=source)
+            else:
+                self._import_with_policy(ribs, source, fam, attrs, keys, policy)
             self._check_prefix_limit(peer, ribs, fam)
         if update.end_of_rib is not None:
             fam = update.end_of_rib
@@ -338,6 +349,43 @@ class Speaker:
                 ribs.stale_timer.cancel()
                 ribs.stale_timer = None
             log_event(log, "bgp.end-of-rib", peer=key, family=fam.name, prefixes=adj_in.count(fam))
+
+    def _import_with_policy(
+        self, ribs: PeerRibs, source: PeerSource, fam: AfiSafi, attrs: PathAttributes,
+        keys: list[bytes], policy: ImportPolicy,
+    ) -> None:
+        """Import through a policy: accepted keys grouped by their resulting attributes;
+        the rest are rejected (and withdrawn if an earlier version was accepted)."""
+        groups = policy(fam, source, attrs, keys)
+        accepted: set[bytes] = set()
+        filtered = ribs.filtered.setdefault(fam, set())
+        for new_attrs, group in groups:
+            accepted.update(group)
+            path = self.interner.get(source, new_attrs)
+            changed = ribs.adj_in.announce(fam, path, group)
+            if changed:
+                self._propagate(fam, self.loc_rib[fam].announce(path, changed), announced_by=source)
+        if len(accepted) != len(keys):
+            rejected = [k for k in keys if k not in accepted]
+            filtered.update(rejected)
+            removed = ribs.adj_in.withdraw(fam, rejected)
+            if removed:
+                self._propagate(fam, self.loc_rib[fam].withdraw(source, removed))
+        if filtered and accepted:
+            filtered.difference_update(accepted)
+
+    def set_policies(
+        self, neighbor: str, family: AfiSafi, *, import_policy: ImportPolicy | None = None,
+        export_policy: ExportPolicy | None = None,
+    ) -> None:
+        """Install policy hooks for a neighbor (None: accept all). Takes effect for new
+        routes; a soft clear re-applies them to what the neighbor has (clear_neighbor)."""
+        ribs = self.ribs[neighbor]
+        if import_policy is None:
+            ribs.import_policy.pop(family, None)
+        else:
+            ribs.import_policy[family] = import_policy
+        ribs.adj_out.policy = export_policy
 
     def _import_reject_reason(self, source: PeerSource, attrs: PathAttributes) -> str | None:
         if attrs.as_path_contains(source.local_as):
@@ -477,12 +525,13 @@ class Speaker:
             d[k] = stats.get(k)
         if peer.config.description:
             d["description"] = peer.config.description
-        d["prefixes-received"] = sum(ribs.adj_in.count(f) for f in FAMILIES)
-        d["prefixes-accepted"] = d["prefixes-received"]
+        d["prefixes-accepted"] = sum(ribs.adj_in.count(f) for f in FAMILIES)
+        d["prefixes-received"] = d["prefixes-accepted"] + sum(len(v) for v in ribs.filtered.values())
         d["prefixes-advertised"] = sum(ribs.adj_out.advertised_count(f) for f in FAMILIES)
         d["families"] = {
             FAMILY_NAMES[f]: {
-                "received": ribs.adj_in.count(f),
+                "received": ribs.adj_in.count(f) + len(ribs.filtered.get(f, ())),
+                "accepted": ribs.adj_in.count(f),
                 "advertised": ribs.adj_out.advertised_count(f),
             }
             for f in FAMILIES
