@@ -1,0 +1,1 @@
+"""Management plane: YANG schema, datastores, commits, NETCONF and CLI front ends."""
