@@ -24,7 +24,7 @@ from appliance.bgp.packet.errors import BgpCodecError
 Target = Callable[[bytes], None]
 
 # Modules that define fuzz targets: each exposes TARGETS = {name: (target, seeds)}.
-TARGET_MODULES = ("tests.fuzz.fuzz_update", "tests.fuzz.fuzz_message")
+TARGET_MODULES = ("tests.fuzz.fuzz_update", "tests.fuzz.fuzz_message", "tests.fuzz.fuzz_bfd")
 
 _INTERESTING = (0, 1, 2, 3, 4, 0x7F, 0x80, 0xFF)
 _INTERESTING16 = (0, 1, 19, 4096, 4097, 0x7FFF, 0xFFFF)
