@@ -130,6 +130,13 @@ def parent(args) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="fcrt-bfdbench-", dir="/tmp"))
     os.chmod(workdir, 0o755)
+    try:
+        return _run_parent(args, workdir, Topology, FrrRouter)
+    finally:
+        subprocess.run(["rm", "-rf", str(workdir)], check=False)
+
+
+def _run_parent(args, workdir: Path, Topology, FrrRouter) -> int:  # noqa: N803
     with Topology() as topo:
         fcr, frr_h = topo.add_host("fcr"), topo.add_host("frr")
         ifs = [topo.link(fcr, frr_h, [f"10.0.{i + 1}.1/24"], [f"10.0.{i + 1}.2/24"]) for i in range(N)]
@@ -182,7 +189,6 @@ def parent(args) -> int:
         ok = res["up"] and res["false_downs"] == 0 and frr_downs == 0
         print("PASS" if ok else "FAIL")
         frr.stop()
-    subprocess.run(["rm", "-rf", str(workdir)], check=False)
     return 0 if ok else 1
 
 
