@@ -26,6 +26,27 @@ class FamilyConfig:
     prefix_limit: PrefixLimit | None = None
     import_policy: tuple[str, ...] = ()
     export_policy: tuple[str, ...] = ()
+    default_import_accept: bool = True     # what happens when no policy statement decides
+    default_export_accept: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class BfdTracking:
+    """BFD for a neighbor: a BFD session down takes the BGP session down at once."""
+
+    enabled: bool = False
+    detection_multiplier: int = 3
+    desired_min_tx_interval: int = 300_000   # µs
+    required_min_rx_interval: int = 300_000  # µs
+
+
+@dataclass(frozen=True, slots=True)
+class Redistribute:
+    """Routes of another protocol (connected, static, controller) exported into BGP."""
+
+    family: AfiSafi
+    protocol: str
+    policy: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +82,7 @@ class NeighborConfig:
     enhanced_route_refresh: bool = True
     extended_message: bool = True
     graceful_restart: GracefulRestartConfig = field(default_factory=GracefulRestartConfig)
+    bfd: BfdTracking = field(default_factory=BfdTracking)
     families: tuple[FamilyConfig, ...] = (FamilyConfig(IPV4_UNICAST),)
 
     def family(self, fam: AfiSafi) -> FamilyConfig | None:
@@ -80,6 +102,7 @@ class BgpGlobalConfig:
     always_compare_med: bool = False
     deterministic_med: bool = False
     graceful_restart: GracefulRestartConfig = field(default_factory=GracefulRestartConfig)
+    redistribute: tuple[Redistribute, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,3 +110,4 @@ class BgpConfig:
     global_: BgpGlobalConfig
     neighbors: tuple[NeighborConfig, ...] = ()
     networks: tuple[str, ...] = ()         # locally originated prefixes ("network" statements)
+    network_policies: tuple[tuple[str, str], ...] = ()  # (prefix, policy) for networks with one

@@ -1,11 +1,12 @@
 """RFC 7951 JSON of the native model -> engine configuration objects.
 
-This is the only module that knows the JSON shape (docs/configuration.md). Until the
-YANG modules and libyang validation arrive (NETCONF issue), it checks every member
-itself: unknown members, wrong types and out-of-range values raise ConfigError with
-the JSON path (RFC 7951 instance-identifier style, e.g.
-``/fcr-bgp:bgp/neighbors/neighbor[neighbor-address='10.0.0.2']/peer-as``), and nothing
-is applied.
+The YANG model in yang/ is the truth (DESIGN.md invariant 1): every document is first
+validated by libyang against it (must, when, leafref, ranges, patterns, keys,
+mandatory). Then this module, the only one that knows the JSON shape, maps it onto
+the engine's objects; it still checks every member it reads, so a leaf the model
+gained but the engine does not act on yet is refused here instead of being ignored.
+Errors carry the data path (``/fcr-bgp:bgp/neighbors/neighbor[neighbor-address=
+'10.0.0.2']/peer-as``) and nothing is applied.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from ..bgp.config import (
+    BfdTracking,
     BgpConfig,
     BgpGlobalConfig,
     FamilyConfig,
     GracefulRestartConfig,
     NeighborConfig,
     PrefixLimit,
+    Redistribute,
 )
 from ..bgp.family import FAMILY_BY_NAME, IPV4_UNICAST
 
@@ -158,6 +161,18 @@ def _typename(v: Any) -> str:
 _TOP_LEVEL = {"fcr-system:system", "fcr-bgp:bgp"}
 
 
+def validate_with_model(doc: Any) -> None:
+    """libyang validation against yang/; the first error becomes a ConfigError."""
+    from ..mgmt import schema  # libyang loads lazily: the engine imports native.py too
+
+    try:
+        tree = schema.validate_config(doc)
+    except schema.ConfigError as exc:
+        raise ConfigError(exc.path or "/", exc.message) from None
+    if tree is not None:
+        tree.free()
+
+
 def load_file(path: str | Path) -> EngineConfig:
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -170,8 +185,11 @@ def load_file(path: str | Path) -> EngineConfig:
     return parse(doc)
 
 
-def parse(doc: Any) -> EngineConfig:
+def parse(doc: Any, *, model: bool = True) -> EngineConfig:
+    """Validate ``doc`` against the model (unless ``model`` is False), then map it."""
     top = _Obj(doc, "")
+    if model:
+        validate_with_model(doc)
     for name in doc:
         if name not in _TOP_LEVEL:
             hint = "" if ":" in name else " (top-level members are module-qualified, RFC 7951)"
@@ -209,6 +227,7 @@ def _parse_bgp(o: _Obj) -> BgpConfig:
     if router_id == "0.0.0.0":
         raise ConfigError(g.sub("router-id"), "router-id must not be 0.0.0.0")
     listen = g.obj("listen")
+    listen_enabled = listen.boolean("enabled", True)
     addrs = listen.get("address", ["0.0.0.0", "::"])
     if not isinstance(addrs, list):
         raise ConfigError(listen.sub("address"), "expected a list of IP addresses")
@@ -219,12 +238,24 @@ def _parse_bgp(o: _Obj) -> BgpConfig:
             raise ConfigError(f"{listen.sub('address')}[{i + 1}]", f"{a!r} is not an IP address") from None
     port = listen.integer("port", 179, 1, 65535)
     listen.done()
+    if not listen_enabled:
+        addrs = []
     rso = g.obj("route-selection-options")
     acm = rso.boolean("always-compare-med", False)
     dmed = rso.boolean("deterministic-med", False)
     rso.done()
     cluster_id = g.ipv4("cluster-id")
     gr = _parse_gr(g.obj("graceful-restart"), GracefulRestartConfig())
+    redistribute: list[Redistribute] = []
+    for fam_entry, fam_name in g.items("afi-safis", "afi-safi", "afi-safi-name"):
+        fam_entry.get("afi-safi-name")
+        fam = FAMILY_BY_NAME[fam_name]
+        red = fam_entry.get("redistribute", [])
+        for i, r in enumerate(red):
+            ro = _Obj(r, f"{fam_entry.sub('redistribute')}[protocol='{r.get('protocol', i)}']")
+            redistribute.append(Redistribute(fam, ro.string("protocol") or "", ro.string_list("policy")))
+            ro.done()
+        fam_entry.done()
     g.done()
     glob = BgpGlobalConfig(
         asn=asn,  # type: ignore[arg-type]
@@ -235,18 +266,55 @@ def _parse_bgp(o: _Obj) -> BgpConfig:
         always_compare_med=acm,
         deterministic_med=dmed,
         graceful_restart=gr,
+        redistribute=tuple(redistribute),
     )
-    neighbors = tuple(_parse_neighbor(entry, glob) for entry, _ in o.items("neighbors", "neighbor", "neighbor-address"))
+    groups = {name: entry for entry, name in o.items("peer-groups", "peer-group", "peer-group-name")}
+    neighbors = tuple(
+        _parse_neighbor(_with_group(entry, groups), glob)
+        for entry, _ in o.items("neighbors", "neighbor", "neighbor-address")
+    )
     networks: list[str] = []
+    network_policies: list[tuple[str, str]] = []
     for entry, prefix in o.items("networks", "network", "prefix"):
         try:
-            networks.append(str(ipaddress.ip_network(prefix, strict=True)))
+            net = str(ipaddress.ip_network(prefix, strict=True))
         except ValueError as exc:
             raise ConfigError(entry.sub("prefix"), f"{prefix!r} is not a prefix: {exc}") from None
+        networks.append(net)
         entry.get("prefix")
+        pol = entry.string("policy")
+        if pol:
+            network_policies.append((net, pol))
         entry.done()
     o.done()
-    return BgpConfig(global_=glob, neighbors=neighbors, networks=tuple(networks))
+    return BgpConfig(global_=glob, neighbors=neighbors, networks=tuple(networks),
+                     network_policies=tuple(network_policies))
+
+
+def _with_group(entry: _Obj, groups: dict[str, _Obj]) -> _Obj:
+    """A neighbor with its peer group's leaves underneath: a leaf set on the neighbor
+    wins, then the group's, then the default (docs/yang.md)."""
+    name = entry.get("peer-group")
+    if name is None:
+        return entry
+    group = groups[name]  # the model's leafref guarantees it exists
+    group.used.update(group.value)
+    base = {k: v for k, v in group.value.items() if k != "peer-group-name"}
+    merged = _deep_merge(base, {k: v for k, v in entry.value.items() if k != "peer-group"})
+    out = _Obj(merged, entry.path)
+    return out
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        elif k == "afi-safis" and isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = v
+        else:
+            out[k] = v
+    return out
 
 
 def _parse_neighbor(n: _Obj, glob: BgpGlobalConfig) -> NeighborConfig:
@@ -296,7 +364,21 @@ def _parse_neighbor(n: _Obj, glob: BgpGlobalConfig) -> NeighborConfig:
     erref = caps.boolean("enhanced-route-refresh", True)
     extmsg = caps.boolean("extended-message", True)
     caps.done()
-    gr = _parse_gr(n.obj("graceful-restart"), glob.graceful_restart)
+    gr_obj = n.obj("graceful-restart")
+    gr = GracefulRestartConfig(
+        enabled=gr_obj.boolean("enabled", glob.graceful_restart.enabled),
+        restart_time=glob.graceful_restart.restart_time,
+        stale_routes_time=glob.graceful_restart.stale_routes_time,
+    )
+    gr_obj.done()
+    b = n.obj("bfd")
+    bfd = BfdTracking(
+        enabled=b.boolean("enabled", False),
+        detection_multiplier=b.integer("detection-multiplier", 3, 1, 255),  # type: ignore[arg-type]
+        desired_min_tx_interval=b.integer("desired-min-tx-interval", 300_000, 1000, 60_000_000),  # type: ignore[arg-type]
+        required_min_rx_interval=b.integer("required-min-rx-interval", 300_000, 1000, 60_000_000),  # type: ignore[arg-type]
+    )
+    b.done()
 
     families: list[FamilyConfig] = []
     for entry, name in n.items("afi-safis", "afi-safi", "afi-safi-name"):
@@ -324,6 +406,8 @@ def _parse_neighbor(n: _Obj, glob: BgpGlobalConfig) -> NeighborConfig:
                 prefix_limit=limit,
                 import_policy=entry.string_list("import-policy"),
                 export_policy=entry.string_list("export-policy"),
+                default_import_accept=_default_policy(entry, "default-import-policy"),
+                default_export_accept=_default_policy(entry, "default-export-policy"),
             )
         )
         entry.done()
@@ -358,5 +442,13 @@ def _parse_neighbor(n: _Obj, glob: BgpGlobalConfig) -> NeighborConfig:
         enhanced_route_refresh=erref,
         extended_message=extmsg,
         graceful_restart=gr,
+        bfd=bfd,
         families=tuple(families),
     )
+
+
+def _default_policy(o: _Obj, name: str) -> bool:
+    v = o.string(name, "accept-route")
+    if v not in ("accept-route", "reject-route"):
+        raise ConfigError(o.sub(name), f"{v!r}: expected accept-route or reject-route")
+    return v == "accept-route"

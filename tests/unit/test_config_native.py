@@ -53,26 +53,49 @@ def test_full_neighbor():
     assert n.families[0].family == IPV6_UNICAST and n.families[0].prefix_limit.max_prefixes == 10
 
 
-@pytest.mark.parametrize(
-    ("doc", "path", "words"),
-    [
-        ({"bgp": {}}, "/bgp", "module-qualified"),
-        ({"fcr-bgp:bgp": {"global": {"router-id": "1.1.1.1"}}}, "/fcr-bgp:bgp/global/as", "mandatory"),
-        ({"fcr-bgp:bgp": {"global": {"as": 0, "router-id": "1.1.1.1"}}}, "/fcr-bgp:bgp/global/as", "out of range"),
-        ({"fcr-bgp:bgp": {"global": {"as": 1, "router-id": "::1"}}}, "/fcr-bgp:bgp/global/router-id", "dotted-quad"),
-        ({"fcr-bgp:bgp": {"global": {"as": "x", "router-id": "1.1.1.1"}}}, "/fcr-bgp:bgp/global/as", "integer"),
-        (with_neighbor(**{"timers": {"hold-time": 2}}), "/fcr-bgp:bgp/neighbors/neighbor[neighbor-address='10.0.0.2']/timers/hold-time", "at least 3"),
-        (with_neighbor(**{"timers": {"hold-tme": 3}}), "/fcr-bgp:bgp/neighbors/neighbor[neighbor-address='10.0.0.2']/timers/hold-tme", "unknown member"),
-        (with_neighbor(**{"neighbor-address": "10.0.0.999"}), "/fcr-bgp:bgp/neighbors/neighbor[neighbor-address='10.0.0.999']/neighbor-address", "not an IP"),
-        (with_neighbor(**{"afi-safis": {"afi-safi": [{"afi-safi-name": "l2vpn-evpn"}]}}), "afi-safi-name", "unknown address family"),
-        (with_neighbor(**{"transport": {"local-address": "2001:db8::1"}}), "transport/local-address", "different IP versions"),
-        (with_neighbor(**{"route-reflector": {"route-reflector-client": True}}), "route-reflector-client", "iBGP"),
-        (with_neighbor(**{"passive": True}), "neighbor[neighbor-address='10.0.0.2']/passive", "unknown member"),
-    ],
-)
-def test_rejections_name_the_path(doc, path, words):
+N2 = "/fcr-bgp:bgp/neighbors/neighbor[neighbor-address='10.0.0.2']"
+
+# What the YANG model (libyang) rejects, with the data path it names.
+MODEL_CASES = [
+    ({"bgp": {}}, "/", "namespace-qualified"),
+    ({"fcr-bgp:bgp": {"global": {"router-id": "1.1.1.1"}}}, "/fcr-bgp:bgp/global/as", "Mandatory"),
+    ({"fcr-bgp:bgp": {"global": {"as": 0, "router-id": "1.1.1.1"}}}, "/fcr-bgp:bgp/global/as", "range"),
+    ({"fcr-bgp:bgp": {"global": {"as": 1, "router-id": "::1"}}}, "/fcr-bgp:bgp/global/router-id", "pattern"),
+    ({"fcr-bgp:bgp": {"global": {"as": "x", "router-id": "1.1.1.1"}}}, "/fcr-bgp:bgp/global/as", "uint32"),
+    (with_neighbor(**{"timers": {"hold-time": 2}}), N2 + "/timers/hold-time", "range"),
+    (with_neighbor(**{"timers": {"hold-tme": 3}}), N2 + "/timers", '"hold-tme" not found'),
+    (with_neighbor(**{"neighbor-address": "10.0.0.999"}), "/fcr-bgp:bgp/neighbors/neighbor", "10.0.0.999"),
+    (with_neighbor(**{"afi-safis": {"afi-safi": [{"afi-safi-name": "l2vpn-evpn"}]}}), "afi-safi-name", "l2vpn-evpn"),
+    (with_neighbor(**{"transport": {"local-address": "2001:db8::1"}}), N2 + "/transport/local-address", "same family"),
+    (with_neighbor(**{"route-reflector": {"route-reflector-client": True}}), "route-reflector-client", "iBGP"),
+    (with_neighbor(**{"passive": True}), N2, '"passive" not found'),
+]
+
+
+@pytest.mark.parametrize(("doc", "path", "words"), MODEL_CASES)
+def test_model_rejections_name_the_path(doc, path, words):
     with pytest.raises(ConfigError) as ei:
         parse(doc)
+    assert path in ei.value.path
+    assert words in ei.value.message
+
+
+# The mapper checks what it reads on its own too (defence in depth, and the only check
+# for a leaf the model has but the engine does not act on yet).
+MAPPER_CASES = [
+    ({"bgp": {}}, "/bgp", "module-qualified"),
+    ({"fcr-bgp:bgp": {"global": {"as": 1, "router-id": "0.0.0.0"}}}, "/fcr-bgp:bgp/global/router-id", "0.0.0.0"),
+    (with_neighbor(**{"timers": {"hold-time": 2}}), N2 + "/timers/hold-time", "at least 3"),
+    (with_neighbor(**{"timers": {"hold-tme": 3}}), N2 + "/timers/hold-tme", "unknown member"),
+    (with_neighbor(**{"afi-safis": {"afi-safi": [{"afi-safi-name": "l2vpn-evpn"}]}}), "afi-safi-name", "unknown address family"),
+    (with_neighbor(**{"route-reflector": {"route-reflector-client": True}}), "route-reflector-client", "iBGP"),
+]
+
+
+@pytest.mark.parametrize(("doc", "path", "words"), MAPPER_CASES)
+def test_mapper_rejections_name_the_path(doc, path, words):
+    with pytest.raises(ConfigError) as ei:
+        parse(doc, model=False)
     assert path in ei.value.path
     assert words in ei.value.message
 
@@ -80,8 +103,32 @@ def test_rejections_name_the_path(doc, path, words):
 def test_duplicate_neighbor_rejected():
     doc = with_neighbor()
     doc["fcr-bgp:bgp"]["neighbors"]["neighbor"].append({"neighbor-address": "10.0.0.2", "peer-as": 1})
-    with pytest.raises(ConfigError, match="duplicate"):
+    with pytest.raises(ConfigError, match="Duplicate"):
         parse(doc)
+    with pytest.raises(ConfigError, match="duplicate"):
+        parse(doc, model=False)
+
+
+def test_peer_group_inheritance():
+    doc = with_neighbor(**{"peer-group": "edge", "timers": {"hold-time": 60, "keepalive-interval": 20}})
+    del doc["fcr-bgp:bgp"]["neighbors"]["neighbor"][0]["peer-as"]
+    doc["fcr-bgp:bgp"]["peer-groups"] = {"peer-group": [{
+        "peer-group-name": "edge", "peer-as": 65009,
+        "timers": {"hold-time": 9, "keepalive-interval": 3},
+        "transport": {"passive-mode": True},
+    }]}
+    n = parse(doc).bgp.neighbors[0]
+    assert n.peer_as == 65009 and n.passive_mode      # from the group
+    assert n.hold_time == 60 and n.keepalive_interval == 20  # neighbor wins
+    assert n.connect_retry == 30  # neither sets it: the default
+
+
+def test_listen_disabled_and_bfd():
+    doc = with_neighbor(**{"bfd": {"enabled": True, "desired-min-tx-interval": 50000}})
+    doc["fcr-bgp:bgp"]["global"]["listen"] = {"enabled": False}
+    cfg = parse(doc).bgp
+    assert cfg.global_.listen_addresses == ()
+    assert cfg.neighbors[0].bfd.enabled and cfg.neighbors[0].bfd.desired_min_tx_interval == 50000
 
 
 def test_bad_json_file(tmp_path):
