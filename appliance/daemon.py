@@ -18,7 +18,7 @@ import signal
 import sys
 
 from . import __version__
-from .config.native import ConfigError, load_file
+from .config.native import ConfigError, EngineConfig, SystemConfig, load_file
 from .engine.control import ControlServer
 from .engine.engine import Engine
 from .log import log_event, setup_logging
@@ -30,7 +30,8 @@ SHUTDOWN_MESSAGE = "FCR shutting down"
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="fcrd", description="FCR routing engine")
-    ap.add_argument("--config", required=True, help="startup configuration (RFC 7951 JSON)")
+    ap.add_argument("--config", help="startup configuration (RFC 7951 JSON); without it the engine "
+                    "starts empty and waits for the management plane's config.apply")
     ap.add_argument("--control", default="/run/fcr/fcrd.sock", help="control socket path (engine API)")
     ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     ap.add_argument("--version", action="version", version=f"fcrd {__version__}")
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     setup_logging(args.log_level)
     try:
-        config = load_file(args.config)
+        config = load_file(args.config) if args.config else EngineConfig(SystemConfig(), None)
     except ConfigError as exc:
         # Nothing is started for a bad file: message names the JSON path, exit 2.
         print(f"fcrd: invalid configuration {args.config}: {exc.path}: {exc.message}", file=sys.stderr)

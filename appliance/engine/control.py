@@ -22,6 +22,7 @@ log = logging.getLogger("fcr.control")
 
 METHODS = {
     "engine.ping": "ping",
+    "config.apply": "apply_json",
     "bgp.summary": "bgp_summary",
     "bgp.neighbors": "bgp_neighbors",
     "bgp.rib": "bgp_rib",

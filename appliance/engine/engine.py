@@ -16,7 +16,8 @@ from typing import Any
 from .. import __version__
 from ..bgp.config import BgpConfig
 from ..bgp.speaker import Speaker
-from ..config.native import EngineConfig
+from ..config.native import ConfigError, EngineConfig
+from ..config.native import parse as parse_config
 from ..log import log_event
 
 log = logging.getLogger("fcr.engine")
@@ -48,6 +49,9 @@ class Engine:
         """Converge to ``new``: neighbors added, removed or changed; the rest restarts nothing."""
         old_bgp, new_bgp = self.config.bgp, new.bgp
         changes: dict[str, list[str]] = {"added": [], "removed": [], "reset": []}
+        if old_bgp is None and new_bgp is None:
+            self.config = new
+            return changes
         if old_bgp is None or new_bgp is None or old_bgp.global_ != new_bgp.global_:
             # Global changes (AS, router-id, listen) restart the instance.
             if self.bgp is not None:
@@ -77,6 +81,17 @@ class Engine:
             self.bgp.set_networks(new_bgp.networks)
         self.bgp.config = new_bgp
         self.config = new
+        return changes
+
+    async def apply_json(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The management plane's entry point: a whole RFC 7951 configuration; it is
+        validated against the model and mapped first, so a bad one changes nothing."""
+        try:
+            new = parse_config(config)
+        except ConfigError as exc:
+            raise EngineError(f"{exc.path}: {exc.message}") from None
+        changes = await self.apply(new)
+        log_event(log, "engine.config-applied", **{k: ",".join(v) for k, v in changes.items() if v})
         return changes
 
     # -- operational state (the engine API) ----------------------------------------
