@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,12 @@ from ..bgp.config import (
     Redistribute,
 )
 from ..bgp.family import FAMILY_BY_NAME, IPV4_UNICAST
+from ..bfd.config import BfdConfigError, SessionConfig
+from ..bfd.config import from_json as bfd_from_json
+from ..policy.config import PolicyConfigError, RoutingPolicyConfig, parse_routing_policy
+from ..rib.config import RoutingConfig, RoutingConfigError
+from ..rib.interfaces import InterfaceConfig, InterfaceConfigError, parse_interfaces
+from ..static.config import StaticConfig, StaticConfigError, parse_static
 
 
 class ConfigError(ValueError):
@@ -42,12 +48,30 @@ class ConfigError(ValueError):
 @dataclass(frozen=True, slots=True)
 class SystemConfig:
     hostname: str = "fcr"
+    # users/user[]: validated by the model, applied by the management plane (login,
+    # NETCONF/SSH), never by the routing engine; kept here only as names for the log.
+    users: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
+    """Everything the routing engine applies, one field per top-level module.
+
+    ``interfaces`` None: ``ietf-interfaces:interfaces`` absent, interfaces are not touched.
+    ``not_applied``: top-level data the model validated but the engine does not act on
+    (``fcr-nsr:nsr`` until the NSR issue, ``ietf-netconf-acm:nacm``, system users); the
+    engine logs one line per entry.
+    """
+
     system: SystemConfig
     bgp: BgpConfig | None
+    policy: RoutingPolicyConfig = field(default_factory=RoutingPolicyConfig)
+    static: StaticConfig = field(default_factory=StaticConfig)
+    bfd: tuple[SessionConfig, ...] = ()
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    interfaces: tuple[InterfaceConfig, ...] | None = None
+    nsr: str | None = None  # the fcr-nsr:nsr subtree as canonical JSON text (not applied yet)
+    not_applied: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------
@@ -158,7 +182,14 @@ def _typename(v: Any) -> str:
 
 # ---------------------------------------------------------------------------------
 
-_TOP_LEVEL = {"fcr-system:system", "fcr-bgp:bgp"}
+POLICY = "fcr-routing-policy:routing-policy"
+STATIC = "fcr-static:static-routes"
+BFD = "fcr-bfd:bfd"
+ROUTING = "fcr-routing:routing"
+INTERFACES = "ietf-interfaces:interfaces"
+NSR = "fcr-nsr:nsr"
+NACM = "ietf-netconf-acm:nacm"
+_TOP_LEVEL = {"fcr-system:system", "fcr-bgp:bgp", POLICY, STATIC, BFD, ROUTING, INTERFACES, NSR, NACM}
 
 
 def validate_with_model(doc: Any) -> None:
@@ -186,7 +217,8 @@ def load_file(path: str | Path) -> EngineConfig:
 
 
 def parse(doc: Any, *, model: bool = True) -> EngineConfig:
-    """Validate ``doc`` against the model (unless ``model`` is False), then map it."""
+    """Validate ``doc`` against the model (unless ``model`` is False), then map every
+    module. Nothing is applied here: a ConfigError from any module means nothing changes."""
     top = _Obj(doc, "")
     if model:
         validate_with_model(doc)
@@ -194,16 +226,87 @@ def parse(doc: Any, *, model: bool = True) -> EngineConfig:
         if name not in _TOP_LEVEL:
             hint = "" if ":" in name else " (top-level members are module-qualified, RFC 7951)"
             raise ConfigError(f"/{name}", f"unknown top-level member{hint}")
+    not_applied: list[str] = []
     system = _parse_system(top.obj("fcr-system:system")) if top.has("fcr-system:system") else SystemConfig()
+    if system.users:
+        not_applied.append(f"fcr-system:system/users ({len(system.users)} users: for the management plane)")
+    policy = _module(top, POLICY, lambda v: parse_routing_policy(v), RoutingPolicyConfig())
     bgp = _parse_bgp(top.obj("fcr-bgp:bgp")) if top.has("fcr-bgp:bgp") else None
+    if bgp is not None:
+        _check_policy_refs(bgp, policy)
+    static = _module(top, STATIC, lambda v: parse_static({STATIC: v}), StaticConfig())
+    bfd = tuple(_module(top, BFD, lambda v: bfd_from_json({BFD: v}), []))
+    routing = _module(top, ROUTING, lambda v: RoutingConfig.from_json({ROUTING: v}), RoutingConfig())
+    interfaces = _module(top, INTERFACES, lambda v: parse_interfaces({INTERFACES: v}), None)
+    nsr = None
+    if top.has(NSR):
+        v = top.get(NSR)
+        if not isinstance(v, dict):
+            raise ConfigError(f"/{NSR}", f"expected an object, got {_typename(v)}")
+        nsr = json.dumps(v, sort_keys=True)
+        not_applied.append(f"{NSR} (role {v.get('role', 'standalone')}: non-stop routing is not wired yet)")
+    if top.has(NACM):
+        top.get(NACM)
+        not_applied.append(f"{NACM} (access control: for the management plane)")
     top.done()
-    return EngineConfig(system=system, bgp=bgp)
+    return EngineConfig(system=system, bgp=bgp, policy=policy, static=static, bfd=bfd,
+                        routing=routing, interfaces=interfaces, nsr=nsr,
+                        not_applied=tuple(not_applied))
+
+
+_SUBSYSTEM_ERRORS = (PolicyConfigError, StaticConfigError, BfdConfigError, RoutingConfigError,
+                     InterfaceConfigError)
+
+
+def _module(top: _Obj, name: str, parse_fn: Any, default: Any) -> Any:
+    """Map one top-level module with its own parser; its errors keep their data path."""
+    if not top.has(name):
+        return default
+    value = top.get(name)
+    if value is None:
+        return default
+    try:
+        return parse_fn(value)
+    except _SUBSYSTEM_ERRORS as exc:
+        path = getattr(exc, "path", "") or f"/{name}"
+        message = getattr(exc, "message", None) or str(exc).split(": ", 1)[-1]
+        raise ConfigError(path, message) from None
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ConfigError(f"/{name}", f"cannot map: {exc}") from None
+
+
+def _check_policy_refs(bgp: BgpConfig, policy: RoutingPolicyConfig) -> None:
+    """Every policy name BGP uses must be defined (the model's leafrefs say the same;
+    this also holds for documents mapped without the model)."""
+    base = "/fcr-bgp:bgp"
+
+    def check(names: tuple[str, ...], path: str) -> None:
+        try:
+            policy.check_chain(names, path)
+        except PolicyConfigError as exc:
+            raise ConfigError(exc.path, exc.message) from None
+
+    for n in bgp.neighbors:
+        npath = f"{base}/neighbors/neighbor[neighbor-address='{n.neighbor_address}']/afi-safis"
+        for f in n.families:
+            fpath = f"{npath}/afi-safi[afi-safi-name='{f.family.name}']"
+            check(f.import_policy, f"{fpath}/import-policy")
+            check(f.export_policy, f"{fpath}/export-policy")
+    for r in bgp.global_.redistribute:
+        check(r.policy, f"{base}/global/afi-safis/afi-safi[afi-safi-name='{r.family.name}']"
+                        f"/redistribute[protocol='{r.protocol}']/policy")
+    for prefix, name in bgp.network_policies:
+        check((name,), f"{base}/networks/network[prefix='{prefix}']/policy")
 
 
 def _parse_system(o: _Obj) -> SystemConfig:
     hostname = o.string("hostname", "fcr") or "fcr"
+    users: list[str] = []
+    if o.has("users"):
+        for _entry, name in o.items("users", "user", "name"):
+            users.append(name)  # the entry's leaves are the management plane's (model-validated)
     o.done()
-    return SystemConfig(hostname=hostname)
+    return SystemConfig(hostname=hostname, users=tuple(users))
 
 
 def _parse_gr(o: _Obj, default: GracefulRestartConfig) -> GracefulRestartConfig:
