@@ -3,8 +3,13 @@
     fcrd --config /etc/fcr/fcrd.json [--control /run/fcr/fcrd.sock]
 
 Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT: every BGP peer gets CEASE /
-Administrative Shutdown with an RFC 8203 message first), 2 for a bad configuration
-(nothing is started), 1 for a failure to start (e.g. the BGP port is taken).
+Administrative Shutdown with an RFC 8203 message first, BFD sessions go AdminDown and
+the BFD worker process exits; the kernel routes stay, DESIGN.md invariant 5), 2 for a
+bad configuration (nothing is started), 1 for a failure to start (e.g. the BGP port is
+taken; whatever had started is stopped again).
+
+The BFD worker is a child process that exits when its pipe to fcrd closes, so it
+never outlives fcrd, even when fcrd is killed.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ async def _run(engine: Engine, control_path: str) -> int:
     except OSError as exc:
         log_event(log, "daemon.start-failed", level=logging.ERROR, error=str(exc))
         print(f"fcrd: cannot start: {exc}", file=sys.stderr)
+        await engine.stop("start failed")
         await control.close()
         return 1
     if engine.bgp is not None:
@@ -87,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         # Nothing is started for a bad file: message names the JSON path, exit 2.
         print(f"fcrd: invalid configuration {args.config}: {exc.path}: {exc.message}", file=sys.stderr)
         return 2
-    engine = Engine(config)
+    engine = Engine(config, kernel=True)
     profile_to = os.environ.get("FCRD_PROFILE")
     if profile_to:
         # Developer aid: profile the whole run, written on clean exit (SIGTERM).

@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from ..log import log_event
@@ -48,6 +49,67 @@ ImportPolicy = Callable[[AfiSafi, PeerSource, PathAttributes, list[bytes]], list
 
 FAMILIES = (IPV4_UNICAST, IPV6_UNICAST)
 _FLUSH_BATCH = 256  # UPDATE messages built per peer per loop turn
+_RIB_SLICE = 8192   # Loc-RIB changes handed to the RIB manager per loop turn
+CEASE_BFD_DOWN = 10  # RFC 9384: Cease subcode "BFD Down"
+# Origins of locally originated routes, in order of precedence for one prefix.
+LOCAL_ORIGINS = ("network", "static", "controller", "connected")
+_DEFAULT_LOCAL_ATTRS = PathAttributes(origin=0, as_path=(), next_hop=b"")
+_first = itemgetter(0)
+
+
+class FeedLocRib(LocRib):
+    """A Loc-RIB that reports which prefixes changed, for the RIB manager (FIB).
+
+    ``on_change(rib, changes, touched)``: ``changes`` as announce/withdraw return them
+    (best path changed), ``touched`` the prefixes of the call that have several candidates
+    (a non-best candidate changed: matters for multipath), or None. Without a listener
+    the only cost is one attribute test per call.
+    """
+
+    __slots__ = ("on_change", "multipath")
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.on_change: Callable[[LocRib, list, Any], None] | None = None
+        self.multipath = False
+
+    def announce(self, path: Path, keys: Iterable[bytes]) -> list:
+        cb = self.on_change
+        if cb is None:
+            return LocRib.announce(self, path, keys)
+        if not isinstance(keys, (list, tuple)):
+            keys = list(keys)
+        changes = LocRib.announce(self, path, keys)
+        touched = self._multi.keys() & keys if self.multipath and self._multi else None
+        cb(self, changes, touched)
+        return changes
+
+    def withdraw(self, source: PeerSource | str, keys: Iterable[bytes]) -> list:
+        cb = self.on_change
+        if cb is None:
+            return LocRib.withdraw(self, source, keys)
+        if not isinstance(keys, (list, tuple)):
+            keys = list(keys)
+        # before: a prefix going from two candidates to one leaves _multi
+        touched = self._multi.keys() & keys if self.multipath and self._multi else None
+        changes = LocRib.withdraw(self, source, keys)
+        cb(self, changes, touched)
+        return changes
+
+
+class FamilyAdjRibOut(AdjRibOut):
+    """Adj-RIB-Out with one export policy per address family (``family_policy``)."""
+
+    __slots__ = ("family_policy",)
+
+    def __init__(self, policy: ExportPolicy | None = None) -> None:
+        super().__init__(policy)
+        self.family_policy: dict[AfiSafi, ExportPolicy] = {}
+
+    def _take(self, family: AfiSafi, max_messages: int, max_len: int) -> Any:
+        if self.family_policy:
+            self.policy = self.family_policy.get(family)
+        return AdjRibOut._take(self, family, max_messages, max_len)
 
 
 def _rid_int(router_id: str) -> int:
@@ -88,7 +150,7 @@ class Speaker:
         self.attr_cache = AttrCache()
         self.interner = PathInterner()
         opts = DecisionOptions(always_compare_med=g.always_compare_med, deterministic_med=g.deterministic_med)
-        self.loc_rib: dict[AfiSafi, LocRib] = {f: LocRib(f, opts) for f in FAMILIES}
+        self.loc_rib: dict[AfiSafi, FeedLocRib] = {f: FeedLocRib(f, opts) for f in FAMILIES}
         self.peers: dict[str, Peer] = {}
         self.ribs: dict[str, PeerRibs] = {}
         self.local = local_source(self.router_id_int, self.asn)
@@ -97,6 +159,20 @@ class Speaker:
         self._networks: set[str] = set()
         self._flush_scheduled = False
         self.started_at = time.time()
+        # locally originated routes: origin -> family -> key -> attributes (LOCAL_ORIGINS)
+        self._local_sets: dict[str, dict[AfiSafi, dict[bytes, PathAttributes]]] = {}
+        self._local_cur: dict[AfiSafi, dict[bytes, PathAttributes]] = {f: {} for f in FAMILIES}
+        # network statements with a policy: prefix -> attributes, None = rejected by it
+        self.network_attrs: dict[str, PathAttributes | None] = {}
+        # the RIB manager (FIB) fed with Loc-RIB changes; see set_rib
+        self.rib: Any = None
+        self._rib_pending: dict[AfiSafi, set[bytes]] = {f: set() for f in FAMILIES}
+        self._rib_scheduled = False
+        self._nh_text: dict[bytes, str | None] = {}
+        self.multipath = False
+        # callbacks for the engine
+        self.on_end_of_rib: Callable[[str, AfiSafi], None] | None = None
+        self.on_rib_drained: Callable[[], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -106,7 +182,7 @@ class Speaker:
             await _maybe_await(self.listener.start())
         for n in self.config.neighbors:
             self._add_neighbor(n)
-        self._originate(self.config.networks)
+        self.set_networks(self.config.networks, self.network_attrs)
         log_event(log, "bgp.start", asn=self.asn, router_id=self.router_id,
                   listen=",".join(f"[{a}]:{g.listen_port}" if ":" in a else f"{a}:{g.listen_port}" for a in g.listen_addresses) or "none",
                   neighbors=len(self.peers))
@@ -133,7 +209,7 @@ class Speaker:
         key = n.neighbor_address
         peer = Peer(n, self._local_settings(n), self, loop=self.loop)
         self.peers[key] = peer
-        self.ribs[key] = PeerRibs(adj_in=AdjRibIn(), adj_out=AdjRibOut())
+        self.ribs[key] = PeerRibs(adj_in=AdjRibIn(), adj_out=FamilyAdjRibOut())
         if n.tcp_md5_key and self.listener is not None:
             self.listener.set_md5(key, n.tcp_md5_key)
         if n.enabled:
@@ -166,27 +242,82 @@ class Speaker:
         peer.incoming_connection(sock, remote_ip)
 
     # -- locally originated routes -------------------------------------------------
-    def set_networks(self, prefixes: Iterable[str]) -> None:
-        """Converge the locally originated prefixes to ``prefixes``."""
-        new = set(prefixes)
-        gone = self._networks - new
-        by_family: dict[AfiSafi, list[bytes]] = {}
-        for p in gone:
-            by_family.setdefault(family_of_prefix(p), []).append(prefix_to_key(p))
-        for fam, keys in by_family.items():
-            self._propagate(fam, self.loc_rib[fam].withdraw(self.local, keys))
-        self._networks -= gone
-        self._originate(new - self._networks)
+    def set_networks(self, prefixes: Iterable[str],
+                     attrs: dict[str, PathAttributes | None] | None = None) -> None:
+        """Converge the ``network`` statements to ``prefixes``. ``attrs``: per prefix the
+        attributes its network policy produced (None: the policy rejected it, the prefix
+        is not originated); prefixes not in ``attrs`` get origin IGP and an empty path."""
+        attrs = attrs or {}
+        routes: dict[str, PathAttributes] = {}
+        for p in prefixes:
+            a = attrs.get(p, _DEFAULT_LOCAL_ATTRS)
+            if a is not None:
+                routes[p] = a
+        self._networks = set(prefixes)
+        self.set_local_routes("network", routes)
 
     def _originate(self, prefixes: Iterable[str]) -> None:
-        by_family: dict[AfiSafi, list[bytes]] = {}
+        """Originate more networks with default attributes (kept for callers and tests)."""
+        cur = {key_to_prefix(k, f.afi): a for f, t in self._local_sets.get("network", {}).items()
+               for k, a in t.items()}
         for p in prefixes:
             self._networks.add(p)
-            by_family.setdefault(family_of_prefix(p), []).append(prefix_to_key(p))
-        attrs = PathAttributes(origin=0, as_path=(), next_hop=b"")
-        path = self.interner.get(self.local, attrs)
-        for fam, keys in by_family.items():
-            self._propagate(fam, self.loc_rib[fam].announce(path, keys))
+            cur.setdefault(p, _DEFAULT_LOCAL_ATTRS)
+        self.set_local_routes("network", cur)
+
+    def set_local_routes(self, origin: str, routes: dict[str, PathAttributes]) -> None:
+        """Converge the locally originated routes of ``origin`` (network statements, or
+        routes redistributed from the RIB: static, controller, connected) to ``routes``
+        (prefix -> attributes, after the redistribution or network policy). One prefix
+        is originated once, with the attributes of the first origin of LOCAL_ORIGINS
+        that has it."""
+        if origin not in LOCAL_ORIGINS:
+            raise ValueError(f"unknown local origin {origin!r}")
+        new: dict[AfiSafi, dict[bytes, PathAttributes]] = {f: {} for f in FAMILIES}
+        for p, a in routes.items():
+            new[family_of_prefix(p)][prefix_to_key(p)] = a
+        old = self._local_sets.get(origin, {})
+        self._local_sets[origin] = new
+        for fam in FAMILIES:
+            o, n = old.get(fam, {}), new[fam]
+            touched = [k for k in o.keys() | n.keys() if o.get(k) != n.get(k)]
+            if touched:
+                self._sync_local(fam, touched)
+
+    def local_routes(self, origin: str | None = None) -> dict[str, dict[str, Any]]:
+        """What we originate: prefix -> attributes (as dict) and the origin that won."""
+        out: dict[str, dict[str, Any]] = {}
+        for fam in FAMILIES:
+            for k, a in self._local_cur[fam].items():
+                won = next((o for o in LOCAL_ORIGINS
+                            if k in self._local_sets.get(o, {}).get(fam, {})), "network")
+                if origin is None or won == origin:
+                    out[key_to_prefix(k, fam.afi)] = {"origin": won, **a.to_dict()}
+        return out
+
+    def _sync_local(self, fam: AfiSafi, keys: Iterable[bytes]) -> None:
+        cur = self._local_cur[fam]
+        groups: dict[PathAttributes, list[bytes]] = {}
+        gone: list[bytes] = []
+        for k in keys:
+            want = None
+            for o in LOCAL_ORIGINS:
+                want = self._local_sets.get(o, {}).get(fam, {}).get(k)
+                if want is not None:
+                    break
+            have = cur.get(k)
+            if want is None:
+                if have is not None:
+                    del cur[k]
+                    gone.append(k)
+            elif have is None or have != want:
+                cur[k] = want
+                groups.setdefault(want, []).append(k)
+        rib = self.loc_rib[fam]
+        if gone:
+            self._propagate(fam, rib.withdraw(self.local, gone))
+        for a, ks in groups.items():
+            self._propagate(fam, rib.announce(self.interner.get(self.local, a), ks))
 
     # -- SessionListener -----------------------------------------------------------
     def session_established(self, peer: Peer) -> None:
@@ -221,6 +352,13 @@ class Speaker:
             local_address_v6=nh6,
             rr_client=n.route_reflector_client,
         )
+        for fam, hook in getattr(ribs.adj_out, "family_policy", {}).items():
+            if hasattr(hook, "next_hop_self"):
+                own = nh6 if fam.afi == IPV6_UNICAST.afi else nh4
+                if own is not None and hook.next_hop_self != own:
+                    hook.next_hop_self = own
+                    if hasattr(hook, "_nhs"):
+                        hook._nhs = {}  # cached rewrites for the previous address
         if ribs.stale_timer is not None:
             self._end_of_restart(ribs, source)
         ribs.adj_out.clear()
@@ -349,6 +487,8 @@ class Speaker:
                 ribs.stale_timer.cancel()
                 ribs.stale_timer = None
             log_event(log, "bgp.end-of-rib", peer=key, family=fam.name, prefixes=adj_in.count(fam))
+            if self.on_end_of_rib is not None:
+                self.on_end_of_rib(key, fam)
 
     def _import_with_policy(
         self, ribs: PeerRibs, source: PeerSource, fam: AfiSafi, attrs: PathAttributes,
@@ -385,7 +525,37 @@ class Speaker:
             ribs.import_policy.pop(family, None)
         else:
             ribs.import_policy[family] = import_policy
-        ribs.adj_out.policy = export_policy
+        adj_out = ribs.adj_out
+        if isinstance(adj_out, FamilyAdjRibOut):
+            if export_policy is None:
+                adj_out.family_policy.pop(family, None)
+            else:
+                adj_out.family_policy[family] = export_policy
+            adj_out.policy = None if not adj_out.family_policy else adj_out.policy
+            if export_policy is not None and ribs.export_ctx is not None:
+                own = (ribs.export_ctx.local_address_v6 if family.afi == IPV6_UNICAST.afi
+                       else ribs.export_ctx.local_address_v4)
+                if own is not None and hasattr(export_policy, "next_hop_self"):
+                    export_policy.next_hop_self = own  # type: ignore[attr-defined]
+        else:
+            adj_out.policy = export_policy
+
+    def bfd_down(self, address: str, diag: str = "") -> bool:
+        """BFD says the neighbor is unreachable: take the session down at once with
+        NOTIFICATION Cease / BFD Down (RFC 9384), for neighbors with BFD enabled."""
+        peer = self.peers.get(address)
+        if peer is None or not peer.config.bfd.enabled:
+            return False
+        if peer.state in ("Idle", "Connect", "Active"):
+            return False
+        log_event(log, "bgp.bfd-down", level=logging.WARNING, peer=address, state=peer.state, diag=diag)
+        peer.reset(ErrorCode.CEASE, CEASE_BFD_DOWN)
+        return True
+
+    def update_neighbor_config(self, n: NeighborConfig) -> None:
+        """A change that needs no new session (policies, prefix limits, description)."""
+        peer = self.peers[n.neighbor_address]
+        peer.config = n
 
     def _import_reject_reason(self, source: PeerSource, attrs: PathAttributes) -> str | None:
         if attrs.as_path_contains(source.local_as):
@@ -476,6 +646,124 @@ class Speaker:
                 continue
             ribs.adj_out.enqueue_many(fam, changes)
             self._mark_dirty(key)
+
+    # -- RIB manager feed (FIB) -------------------------------------------------------
+    def set_rib(self, rib: Any, *, multipath: bool = False) -> None:
+        """Hand Loc-RIB changes to ``rib.update_bgp(family, [(key, next_hops, ebgp, med)])``
+        in batches: changed prefixes are collected as the Loc-RIB changes (one C-level set
+        update per announce/withdraw) and converted in slices of _RIB_SLICE per loop turn,
+        reading the current best then, so repeated changes of a prefix cost one entry.
+        ``multipath``: equal paths (same LOCAL_PREF, AS-path length, origin, MED, eBGP/iBGP
+        and, for eBGP, neighbouring AS) contribute their next hops; the RIB caps them at
+        ecmp/maximum-paths. None detaches."""
+        self.rib = rib
+        self.multipath = multipath
+        for fam, lr in self.loc_rib.items():
+            lr.on_change = self._loc_changed if rib is not None else None
+            lr.multipath = multipath
+            self._rib_pending[fam] = set(lr._best) if rib is not None else set()
+        if rib is not None:
+            self._schedule_rib()
+
+    def _loc_changed(self, rib: LocRib, changes: list, touched: Any) -> None:
+        pending = self._rib_pending[rib.family]
+        if changes:
+            pending.update(map(_first, changes))
+        if touched:
+            pending.update(touched)
+        if not self._rib_scheduled and pending:
+            self._schedule_rib()
+
+    def _schedule_rib(self) -> None:
+        if not self._rib_scheduled:
+            self._rib_scheduled = True
+            self.loop.call_soon(self._rib_drain)
+
+    def rib_pending(self) -> int:
+        return sum(len(p) for p in self._rib_pending.values())
+
+    def _rib_drain(self) -> None:
+        self._rib_scheduled = False
+        rib = self.rib
+        if rib is None:
+            return
+        budget = _RIB_SLICE
+        for fam in FAMILIES:
+            pending = self._rib_pending[fam]
+            if not pending or budget <= 0:
+                continue
+            if len(pending) <= budget:
+                keys = list(pending)
+                pending.clear()
+            else:
+                keys = [pending.pop() for _ in range(budget)]
+            budget -= len(keys)
+            out = self._rib_entries(fam, keys)
+            try:
+                rib.update_bgp(fam, out)
+            except Exception as exc:  # noqa: BLE001 - a RIB bug must not stop BGP
+                log_event(log, "bgp.rib-feed-error", level=logging.ERROR, family=fam.name, error=repr(exc))
+        if self.rib_pending():
+            self._schedule_rib()
+        elif self.on_rib_drained is not None:
+            self.on_rib_drained()
+
+    def _rib_entries(self, fam: AfiSafi, keys: list[bytes]) -> list[tuple]:
+        lr = self.loc_rib[fam]
+        best_of = lr._best.get
+        multi = lr._multi if self.multipath else {}
+        memo: dict[Path, tuple] = {}
+        out: list[tuple] = []
+        append = out.append
+        for k in keys:
+            best = best_of(k)
+            if best is None or best.source.is_local:
+                append((k, None, False, 0))  # ours (originated/redistributed): not from BGP
+                continue
+            cands = multi.get(k) if multi else None
+            if cands is not None:
+                nhs = self._multipath_hops(best, cands)
+                append((k, nhs, best.source.ebgp, best.attrs.med or 0))
+                continue
+            v = memo.get(best)
+            if v is None:
+                nh = self._next_hop_text(best.attrs.next_hop)
+                v = memo[best] = (k, (nh,) if nh else None, best.source.ebgp, best.attrs.med or 0)
+                append(v)
+            else:
+                append((k, v[1], v[2], v[3]))
+        return out
+
+    def _next_hop_text(self, nh: bytes) -> str | None:
+        t = self._nh_text.get(nh, False)
+        if t is False:
+            raw = nh[:16] if len(nh) == 32 else nh
+            try:
+                t = str(ipaddress.ip_address(raw)) if len(raw) in (4, 16) else None
+            except ValueError:
+                t = None
+            if len(self._nh_text) > 65536:
+                self._nh_text.clear()
+            self._nh_text[nh] = t
+        return t  # type: ignore[return-value]
+
+    def _multipath_hops(self, best: Path, cands: list[Path]) -> tuple[str, ...] | None:
+        ba = best.attrs
+        hops: set[str] = set()
+        for c in cands:
+            ca, cs = c.attrs, c.source
+            if c is not best and (
+                cs.is_local or cs.ebgp != best.source.ebgp
+                or (ca.local_pref or 100) != (ba.local_pref or 100)
+                or ca.as_path_length != ba.as_path_length or ca.origin != ba.origin
+                or (ca.med or 0) != (ba.med or 0)
+                or (cs.ebgp and ca.first_as != ba.first_as)
+            ):
+                continue
+            nh = self._next_hop_text(ca.next_hop)
+            if nh:
+                hops.add(nh)
+        return tuple(sorted(hops)) or None
 
     def _mark_dirty(self, key: str) -> None:
         self._dirty.add(key)

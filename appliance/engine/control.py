@@ -28,6 +28,14 @@ METHODS = {
     "bgp.rib": "bgp_rib",
     "bgp.adj-rib": "bgp_adj_rib",
     "bgp.clear": "bgp_clear",
+    "rib.routes": "rib_routes",
+    "static.push": "static_push",
+    "static.withdraw": "static_withdraw",
+    "static.list": "static_list",
+    "static.clear": "static_clear",
+    "bfd.sessions": "bfd_sessions",
+    "policy.test": "policy_test",
+    "interfaces.state": "interfaces_state",
 }
 _MAX_LINE = 1 << 20
 
