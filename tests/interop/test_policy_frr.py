@@ -220,6 +220,7 @@ def test_policy_import_export_and_change_without_reset(topology, workdir):
                message="new export policy in frr-i")
     wait_until(lambda: not i_path(P4), 15, 0.25, message=f"{P4} withdrawn from frr-i")
     assert i_path(P25)["locPrf"] == 260
+    time.sleep(1.2)  # FRR's uptime has a resolution of one second
 
     for a in (E_ADDR, I_ADDR):
         after = fcr.neighbor(a)
