@@ -385,6 +385,9 @@ class FcrReceiver(Receiver):
                         },
                         "neighbors": {"neighbor": neighbors},
                     },
+                    # Like FRR's bgpd -Z and BIRD without a kernel protocol: the BGP
+                    # path alone (FIB programming has its own bench, bench/fib_install.py).
+                    "fcr-routing:routing": {"fib": {"enabled": False}},
                 },
                 indent=2,
             )
@@ -814,8 +817,8 @@ Command: `{command}`
 - Peak RSS is VmHWM of the daemon process only: `bird`, `bgpd` (FRR runs without zebra:
   `bgpd -Z`), `gobgpd`, `fcrd`. For A->sink it is the peak after the advertisement.
 - No kernel FIB programming anywhere: FRR bgpd runs with `-Z` (no zebra), BIRD has no kernel
-  protocol, GoBGP has no zebra integration configured, FCR does not program the FIB in this
-  issue. All numbers are the BGP receive/advertise path only. Each daemon runs alone (one
+  protocol, GoBGP has no zebra integration configured, FCR runs with
+  `fcr-routing:routing/fib/enabled false` (FIB programming: bench/fib_install.py). All numbers are the BGP receive/advertise path only. Each daemon runs alone (one
   receiver at a time) with default settings apart from what the benchmark needs (passive
   sessions, hold time {HOLD} s, FRR `no bgp ebgp-requires-policy`, BIRD `import all; export
   all`).
