@@ -12,8 +12,7 @@ bootstrap:
 	@sh scripts/bootstrap.sh
 
 run: bootstrap
-	@mkdir -p $(dir $(CONTROL))
-	$(PY) -m appliance.daemon --config $(CONFIG) --control $(CONTROL)
+	@CONFIG=$(CONFIG) CONTROL=$(CONTROL) bash scripts/run.sh
 
 test: bootstrap
 	@sh scripts/run-tests.sh

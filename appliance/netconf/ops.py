@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
+from appliance.mgmt import access, yangdata
 from appliance.netconf.errors import RpcError, build_rpc_error, errors_of
 from appliance.netconf.filters import (
     XPathPrefixError,
@@ -210,6 +211,7 @@ class Dispatcher:
                 raise RpcError("operation-not-supported",
                                f"operation {localname(op)!r} in namespace {namespace(op)} is not supported",
                                type_="protocol", info={"bad-element": localname(op)})
+            self._authorize(session, localname(op))
             result = await handler(session, op)
             if isinstance(result, tuple):
                 result, action, post = result
@@ -245,6 +247,47 @@ class Dispatcher:
         self._errors(reply, RpcError("malformed-message", message, type_="rpc"), session)
         session.send(to_string(reply))
         return None
+
+    # -- access control ----------------------------------------------------------------
+    def _role(self, session: Session) -> str | None:
+        """The session user's role now (users and roles change with running), or None when
+        the server enforces no roles (no `role_of` callback)."""
+        role_of = self.server.role_of
+        if role_of is None:
+            return None
+        try:
+            return role_of(session.user)
+        except Exception:  # noqa: BLE001 - no role: the default deny of access.authorize
+            log.exception("netconf: role_of(%r) failed", session.user)
+            return ""
+
+    def _authorize(self, session: Session, operation: str, datastore: str | None = None,
+                   path: str | None = None) -> None:
+        """access.authorize for the session's role (appliance/mgmt/access.py): the same
+        rules as the CLI. Every operation is checked at dispatch by its local name (the
+        names of access.OPERATIONS); writes are checked again with datastore and path."""
+        if self.server.role_of is None:
+            return
+        access.authorize(self._role(session) or None, operation, datastore, path)
+
+    def _authorize_change(self, session: Session, operation: str, datastore: str | None,
+                          before: Callable[[], Any], after: Callable[[], Any]) -> None:
+        """access.authorize_change on the datastore before and after the write (computed
+        only for roles other than admin, which may write everything)."""
+        if self.server.role_of is None:
+            return
+        role = self._role(session)
+        if role == "admin":
+            return
+        access.authorize_change(role or None, before(), after(), operation, datastore)
+
+    def _redacted(self, session: Session) -> bool:
+        """True when this session's reads must go through access.redact()."""
+        return self.server.role_of is not None and self._role(session) != "admin"
+
+    def _datastore_json(self, name: str) -> Any:
+        getter = getattr(self.plane, "get_config_json", None)
+        return getter(name) if getter is not None else None
 
     # -- helpers -----------------------------------------------------------------------
     def _with_defaults(self, params: Params) -> str:
@@ -315,7 +358,15 @@ class Dispatcher:
         wd = self._with_defaults(p)
         filt = self._filter(p)
 
+        redacted = self._redacted(session)
+
         async def fetch(xpath):
+            if redacted:
+                from appliance.mgmt.state import operational_state
+
+                state = await operational_state(self.plane)
+                cfg = access.redact(self._role(session), self.plane.get_config_json("running"))
+                return yangdata.print_xml(self.plane.ctx, cfg, with_defaults=wd, xpath=xpath, extra=state)
             return await _maybe(self.plane.get(xpath=xpath, with_defaults=wd))
 
         own = [] if filt is not None and filt[0] == "subtree" and not element_children(filt[1]) else self.server.own_state()
@@ -327,7 +378,13 @@ class Dispatcher:
         wd = self._with_defaults(p)
         filt = self._filter(p)
 
+        self._authorize(session, "get-config", source)
+        redacted = self._redacted(session)
+
         async def fetch(xpath):
+            if redacted:
+                cfg = access.redact(self._role(session), self.plane.get_config_json(source))
+                return yangdata.print_xml(self.plane.ctx, cfg, with_defaults=wd, xpath=xpath)
             return await _maybe(self.plane.get_config(source, xpath=xpath, with_defaults=wd))
 
         return await self._read(fetch, filt, [])
@@ -343,6 +400,10 @@ class Dispatcher:
         if p.get("url") is not None:
             raise _err("operation-not-supported", "the :url capability is not supported", bad_element="url")
         config = p.require("config")
+        self._authorize(session, "edit-config", target)
+        if self._role(session) != "admin" and access.edit_touches_users(
+                to_string(config), default_operation):
+            self._authorize(session, "edit-config", target, access.USERS_PATH)
         await _maybe(self.plane.edit_config(session.sid, target, _config_xml(config),
                                             default_operation=default_operation,
                                             error_option=error_option, test_option=test_option))
@@ -353,6 +414,11 @@ class Dispatcher:
         target, _ = _datastore(p.require("target"), ("running", "candidate"), "target")
         source, config = _datastore(p.require("source"), ("running", "candidate"), "source", config=True)
         self._with_defaults(p)
+        self._authorize(session, "copy-config", target)
+        self._authorize_change(
+            session, "copy-config", target, lambda: self._datastore_json(target),
+            lambda: (self.plane._parse_config(_config_xml(config)) if source == "config"
+                     else self._datastore_json(source)))
         if source == "config":
             await _maybe(self.plane.copy_config(session.sid, target, config_xml=_config_xml(config)))
         else:
@@ -362,18 +428,21 @@ class Dispatcher:
     async def op_delete_config(self, session: Session, op):
         p = Params(op, {"target": BASE_NS})
         target, _ = _datastore(p.require("target"), ("running", "candidate"), "target")
+        self._authorize(session, "delete-config", target)
         await _maybe(self.plane.delete_config(session.sid, target))
         return None
 
     async def op_lock(self, session: Session, op):
         p = Params(op, {"target": BASE_NS})
         target, _ = _datastore(p.require("target"), ("running", "candidate"), "target")
+        self._authorize(session, "lock", target)
         await _maybe(self.plane.lock(session.sid, target))
         return None
 
     async def op_unlock(self, session: Session, op):
         p = Params(op, {"target": BASE_NS})
         target, _ = _datastore(p.require("target"), ("running", "candidate"), "target")
+        self._authorize(session, "unlock", target)
         await _maybe(self.plane.unlock(session.sid, target))
         return None
 
@@ -408,6 +477,8 @@ class Dispatcher:
 
     async def op_discard_changes(self, session: Session, op):
         Params(op, {})
+        self._authorize_change(session, "discard-changes", "candidate", lambda: self._datastore_json("candidate"),
+                               lambda: self._datastore_json("running"))
         await _maybe(self.plane.discard_changes(session.sid))
         return None
 
@@ -433,12 +504,18 @@ class Dispatcher:
                     raise ValueError
             except ValueError:
                 raise _err("invalid-value", f"bad confirm-timeout {raw!r}", bad_element="confirm-timeout") from None
+        self._authorize_change(session, "commit", "running", lambda: self._datastore_json("running"),
+                               lambda: self._datastore_json("candidate"))
         await _maybe(self.plane.commit(session.sid, confirmed=confirmed, confirm_timeout=timeout,
                                        persist=p.text("persist"), persist_id=p.text("persist-id")))
         return None
 
     async def op_cancel_commit(self, session: Session, op):
         p = Params(op, {"persist-id": BASE_NS})
+        pending = getattr(self.plane, "_pending", None)
+        if pending is not None:
+            self._authorize_change(session, "cancel-commit", "running", lambda: self._datastore_json("running"),
+                                   lambda: pending.rollback)
         await _maybe(self.plane.cancel_commit(session.sid, persist_id=p.text("persist-id")))
         return None
 
@@ -506,6 +583,8 @@ class Dispatcher:
             raise _err("missing-element", "rollback needs <id> or <index>", type_="application", bad_element="index")
         commit = p.enum("commit", ("true", "false"), "false") == "true"
         comment = p.text("comment", "") or ""
+        self._authorize_change(session, "rollback", "candidate", lambda: self._datastore_json("candidate"),
+                               lambda: self.plane._revision(target))
         rollback = self.plane.rollback
         if "commit" in inspect.signature(rollback).parameters:
             await _maybe(rollback(session.sid, target, comment=comment, commit=commit))

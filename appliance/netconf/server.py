@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import socket
@@ -170,6 +171,7 @@ class NetconfServer:
         authenticate: Callable[[str, str], bool],
         authorized_keys: Callable[[str], list[Any]] | None = None,
         engine_call: Callable[..., Any] | None = None,
+        role_of: Callable[[str], str | None] | None = None,
         library: Library | None = None,
         max_message: int = MAX_MESSAGE,
         max_sessions: int = 64,
@@ -181,6 +183,9 @@ class NetconfServer:
         self.authenticate = authenticate
         self.authorized_keys = authorized_keys
         self.engine_call = engine_call
+        # user -> role (admin / operator / viewer, None: unknown); with it every operation is
+        # checked by appliance.mgmt.access (None: no role enforcement, for embedding in tests)
+        self.role_of = role_of
         self.library = library or Library()
         self.max_message = max_message
         self.max_sessions = max_sessions
@@ -198,6 +203,7 @@ class NetconfServer:
         self._stopping = False
         self._host_key: paramiko.PKey | None = None
         self._hello_caps = self.library.capabilities()
+        self._poller: asyncio.Task | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -222,6 +228,11 @@ class NetconfServer:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._poller
+            self._poller = None
         if self._accept_thread is not None:
             await asyncio.to_thread(self._accept_thread.join)
             self._accept_thread = None
@@ -372,6 +383,14 @@ class NetconfServer:
             return
         self._call_in_loop(self.notify, path, dict(data))
 
+    def poll_engine_events(self, call: Callable[..., Any], interval: float = 1.0) -> None:
+        """Poll the engine's state (`bgp.summary`, `bfd.sessions`) every `interval` seconds
+        and turn state changes into notifications (EnginePoller). Call on the loop after
+        start(); stop() ends it."""
+        if self._poller is None:
+            self._poller = asyncio.get_running_loop().create_task(
+                EnginePoller(call, self.on_engine_event, interval).run())
+
     def _call_in_loop(self, fn: Callable, *args: Any) -> None:
         loop = self.loop
         if loop is None:
@@ -479,3 +498,137 @@ class NetconfServer:
             fixed.extend(list(el))
             out[out.index(el)] = fixed
         return out
+
+
+# -- engine state -> notifications ----------------------------------------------------------
+
+_BFD_STATES = {"admindown": "admin-down", "admin-down": "admin-down", "down": "down", "init": "init", "up": "up"}
+# the engine's diagnostic names (bfd/packet.py DIAG_NAMES) -> fcr-types:bfd-diagnostic
+_BFD_DIAGS = {
+    "none": "none", "control-detection-time-expired": "control-expiry", "echo-function-failed": "echo-failed",
+    "neighbor-signaled-session-down": "neighbor-down", "forwarding-plane-reset": "forwarding-reset",
+    "path-down": "path-down", "concatenated-path-down": "concatenated-path-down",
+    "administratively-down": "admin-down", "reverse-concatenated-path-down": "reverse-concatenated-path-down",
+}
+_BGP_STATES = ("idle", "connect", "active", "opensent", "openconfirm", "established")
+
+
+def _bgp_state(value: Any) -> str | None:
+    s = str(value or "").lower()
+    return s if s in _BGP_STATES else None
+
+
+def _bfd_state(value: Any) -> str | None:
+    return _BFD_STATES.get(str(value or "").lower().replace("_", "-"))
+
+
+class EnginePoller:
+    """Turns polled engine state into events: `bgp.summary` (neighbor state) and
+    `bfd.sessions` (session state) every `interval` seconds; an event for every neighbor
+    or session whose state differs from the previous poll. The first answer after the
+    engine (re)appears is a baseline, except that a neighbor seen before keeps its last
+    state, so a restarted engine's neighbors report their way back to established.
+
+    The routing engine has no event stream on its control socket yet; when it gets one
+    (e.g. `events.subscribe`), this class is what it replaces."""
+
+    def __init__(self, call: Callable[..., Any], emit: Callable[[str, dict[str, Any]], None],
+                 interval: float = 1.0) -> None:
+        self.call = call
+        self.emit = emit
+        self.interval = interval
+        self.bgp: dict[str, str] = {}
+        self.bfd: dict[tuple, str] = {}
+        self.bfd_available = True
+
+    async def _call(self, method: str) -> Any:
+        res = self.call(method)
+        return await res if asyncio.iscoroutine(res) or isinstance(res, asyncio.Future) else res
+
+    async def step(self) -> None:
+        try:
+            summary = await self._call("bgp.summary")
+        except Exception as exc:  # noqa: BLE001 - engine away: nothing to report
+            log.debug("netconf: bgp.summary: %r", exc)
+            summary = None
+        if isinstance(summary, dict):
+            self._bgp(summary.get("neighbors") or [])
+        if self.bfd_available:
+            try:
+                sessions = await self._call("bfd.sessions")
+            except Exception as exc:  # noqa: BLE001
+                if "unknown method" in str(exc).lower():
+                    self.bfd_available = False
+                sessions = None
+            if isinstance(sessions, dict):
+                self._bfd(sessions.get("sessions") or [])
+
+    def _bgp(self, neighbors: list[dict[str, Any]]) -> None:
+        seen = set()
+        for n in neighbors:
+            addr = n.get("neighbor-address")
+            state = _bgp_state(n.get("state"))
+            if not addr or state is None:
+                continue
+            seen.add(addr)
+            before = self.bgp.get(addr)
+            self.bgp[addr] = state
+            if before is None or before == state:
+                continue
+            data: dict[str, Any] = {"neighbor-address": addr, "previous-state": before, "session-state": state}
+            err = _bgp_error(n) if before == "established" else None
+            if err:
+                data["last-error"] = err
+            self.emit("bgp-neighbor-state-change", data)
+        for addr in set(self.bgp) - seen:  # deconfigured: forget (no event)
+            del self.bgp[addr]
+
+    def _bfd(self, sessions: list[dict[str, Any]]) -> None:
+        seen = set()
+        for s in sessions:
+            key = (s.get("peer-address"), s.get("local-address"), s.get("interface"), bool(s.get("multihop")))
+            state = _bfd_state(s.get("state"))
+            if not key[0] or state is None:
+                continue
+            seen.add(key)
+            before = self.bfd.get(key)
+            self.bfd[key] = state
+            if before is None or before == state:
+                continue
+            data: dict[str, Any] = {"peer-address": key[0], "multihop": key[3],
+                                    "previous-state": before, "local-state": state}
+            if key[1]:
+                data["local-address"] = key[1]
+            if key[2]:
+                data["interface"] = key[2]
+            if s.get("local-discriminator") is not None:
+                data["local-discriminator"] = int(s["local-discriminator"])
+            diag = _BFD_DIAGS.get(str(s.get("local-diagnostic") or ""))
+            if diag:
+                data["local-diagnostic"] = diag
+            self.emit("bfd-session-state-change", data)
+        for key in set(self.bfd) - seen:
+            del self.bfd[key]
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the poller must survive
+                log.exception("netconf: engine poll failed")
+            await asyncio.sleep(self.interval)
+
+
+def _bgp_error(n: dict[str, Any]) -> dict[str, Any] | None:
+    """The NOTIFICATION that most likely closed the session (bgp-error grouping)."""
+    for direction in ("received", "sent"):
+        note = n.get(f"last-notification-{direction}")
+        if isinstance(note, dict) and note.get("code") is not None:
+            out: dict[str, Any] = {"direction": direction, "code": int(note["code"]),
+                                   "subcode": int(note.get("subcode") or 0)}
+            if note.get("message"):
+                out["text"] = str(note["message"])
+            return out
+    return None
