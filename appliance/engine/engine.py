@@ -137,6 +137,9 @@ class Engine:
             if h is not None:
                 h.cancel()
         if self.bgp is not None:
+            # the withdrawals of the sessions going down must not reach the kernel:
+            # forwarding stays as it is until the next engine reconciles it
+            self.bgp.set_rib(None)
             try:
                 await self.bgp.stop(message)
             except Exception as exc:  # noqa: BLE001 - the rest must still stop
