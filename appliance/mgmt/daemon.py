@@ -129,7 +129,8 @@ async def run(args: argparse.Namespace) -> None:
             plane, host=args.netconf_host, port=args.netconf_port,
             host_key_path=state_dir / "netconf" / HOST_KEY,
             authenticate=users.check_password, authorized_keys=users.authorized_keys,
-            role_of=users.role, engine_call=engine.call if engine is not None else None)
+            role_of=users.role, engine_call=engine.call if engine is not None else None,
+            max_message=args.max_message)
         await server.start()
         if engine is not None and args.event_interval > 0:
             server.poll_engine_events(engine.call, args.event_interval)
@@ -160,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="first-boot keys: log in as admin while no admin user is configured")
     ap.add_argument("--initial-config",
                     help="seed startup.json from this file when the state dir has none (adds user admin)")
+    ap.add_argument("--max-message", type=int, default=64 << 20,
+                    help="largest NETCONF message in octets; a bigger one closes the session")
     ap.add_argument("--poll-interval", type=float, default=1.0, help="engine liveness poll (s)")
     ap.add_argument("--event-interval", type=float, default=1.0,
                     help="engine state poll for notifications (s; 0: off)")

@@ -67,7 +67,7 @@ class Params:
             name, ns = localname(child), namespace(child)
             want = allowed.get(name)
             if ns != want and not (isinstance(want, tuple) and ns in want):
-                if name in allowed or ns is None:
+                if ns is None:
                     raise _err("unknown-element", f"unexpected element {name!r} in {localname(op)}",
                                bad_element=name)
                 raise _err("unknown-namespace", f"element {name!r} in unexpected namespace {ns}",

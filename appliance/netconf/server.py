@@ -525,9 +525,11 @@ def _bfd_state(value: Any) -> str | None:
 class EnginePoller:
     """Turns polled engine state into events: `bgp.summary` (neighbor state) and
     `bfd.sessions` (session state) every `interval` seconds; an event for every neighbor
-    or session whose state differs from the previous poll. The first answer after the
-    engine (re)appears is a baseline, except that a neighbor seen before keeps its last
-    state, so a restarted engine's neighbors report their way back to established.
+    or session whose state differs from the previous poll. The very first answer is a
+    baseline (no events); a neighbor or session that appears later starts from idle / down
+    (so a newly configured neighbor reports reaching established even if that took less
+    than one interval); while the engine is away the last states are kept, so a restarted
+    engine's neighbors report their way back to established.
 
     The routing engine has no event stream on its control socket yet; when it gets one
     (e.g. `events.subscribe`), this class is what it replaces."""
@@ -540,6 +542,8 @@ class EnginePoller:
         self.bgp: dict[str, str] = {}
         self.bfd: dict[tuple, str] = {}
         self.bfd_available = True
+        self.bgp_primed = False  # one answer seen: later newcomers start from idle / down
+        self.bfd_primed = False
 
     async def _call(self, method: str) -> Any:
         res = self.call(method)
@@ -571,7 +575,7 @@ class EnginePoller:
             if not addr or state is None:
                 continue
             seen.add(addr)
-            before = self.bgp.get(addr)
+            before = self.bgp.get(addr, "idle" if self.bgp_primed else None)
             self.bgp[addr] = state
             if before is None or before == state:
                 continue
@@ -582,6 +586,7 @@ class EnginePoller:
             self.emit("bgp-neighbor-state-change", data)
         for addr in set(self.bgp) - seen:  # deconfigured: forget (no event)
             del self.bgp[addr]
+        self.bgp_primed = True
 
     def _bfd(self, sessions: list[dict[str, Any]]) -> None:
         seen = set()
@@ -591,7 +596,7 @@ class EnginePoller:
             if not key[0] or state is None:
                 continue
             seen.add(key)
-            before = self.bfd.get(key)
+            before = self.bfd.get(key, "down" if self.bfd_primed else None)
             self.bfd[key] = state
             if before is None or before == state:
                 continue
@@ -609,6 +614,7 @@ class EnginePoller:
             self.emit("bfd-session-state-change", data)
         for key in set(self.bfd) - seen:
             del self.bfd[key]
+        self.bfd_primed = True
 
     async def run(self) -> None:
         while True:
