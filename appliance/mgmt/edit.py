@@ -69,6 +69,28 @@ class EditContext:
         self.changes: list[dict[str, str]] = []
         self.errors: list[MgmtError] = []
         self.continue_on_error = continue_on_error
+        # id(list) -> (list, {key texts: position}); O(1) lookups of list entries
+        self._keyidx: dict[int, tuple[list[Any], dict[tuple[str, ...], int]]] = {}
+
+    def find(self, entries: list[dict[str, Any]], sn: SNode, keys: dict[str, Any]) -> int | None:
+        got = self._keyidx.get(id(entries))
+        if got is None or got[0] is not entries or len(got[1]) != len(entries):
+            idx = {tuple(_text(e.get(k)) for k in sn.keys): i for i, e in enumerate(entries)}
+            self._keyidx[id(entries)] = (entries, idx)
+        else:
+            idx = got[1]
+        return idx.get(tuple(_text(keys.get(k)) for k in sn.keys))
+
+    def placed(self, entries: list[dict[str, Any]], sn: SNode, node: dict[str, Any] | None,
+               current: int | None, pos: int | None) -> None:
+        """After _place (or a delete: node None): keep the index when positions did not move."""
+        got = self._keyidx.get(id(entries))
+        if got is None or (node is not None and pos is None and current is not None):
+            return  # replaced in place: same key, same position
+        if node is not None and pos is None:
+            got[1][tuple(_text(node.get(k)) for k in sn.keys)] = len(entries) - 1  # appended
+        else:
+            del self._keyidx[id(entries)]
 
     def fail(self, err: MgmtError) -> None:
         if not self.continue_on_error:
@@ -290,13 +312,14 @@ def _list_entry(ctx: EditContext, sn: SNode, target: dict[str, Any], edit: dict[
         return
     entries: list[dict[str, Any]] = target.setdefault(sn.member, [])
     try:
-        i = _find_entry(entries, sn, keys)
+        i = ctx.find(entries, sn, keys)
         exists = i is not None
         if op == "delete" and not exists:
             raise MgmtError("data-missing", f'Data node "{sn.name}" does not exist.', path=path)
         if op in ("delete", "remove"):
             if exists:
                 del entries[i]
+                ctx.placed(entries, sn, None, i, None)
                 ctx.changed(path, "delete")
             return
         if op == "create" and exists:
@@ -316,10 +339,12 @@ def _list_entry(ctx: EditContext, sn: SNode, target: dict[str, Any], edit: dict[
             elif entries[i] != node:
                 ctx.changes.insert(mark, {"target": path, "operation": "replace"})
             _place(entries, node, i, pos)
+            ctx.placed(entries, sn, node, i, pos)
             return
         node = entries[i]
         if pos is not None:
             _place(entries, node, i, pos)
+            ctx.placed(entries, sn, node, i, pos)
             ctx.changed(path, "merge")
         _members(ctx, sn.children(), node, edit, op, path, skip=sn.keys)
     finally:
