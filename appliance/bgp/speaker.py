@@ -49,7 +49,8 @@ ImportPolicy = Callable[[AfiSafi, PeerSource, PathAttributes, list[bytes]], list
 
 FAMILIES = (IPV4_UNICAST, IPV6_UNICAST)
 _FLUSH_BATCH = 256  # UPDATE messages built per peer per loop turn
-_RIB_SLICE = 8192   # Loc-RIB changes handed to the RIB manager per loop turn
+_RIB_SLICE = 8192   # Loc-RIB changes handed to the RIB manager per loop turn...
+_RIB_SLICE_BUSY = 1024  # ...and while UPDATEs keep arriving (BGP input goes first)
 CEASE_BFD_DOWN = 10  # RFC 9384: Cease subcode "BFD Down"
 # Origins of locally originated routes, in order of precedence for one prefix.
 LOCAL_ORIGINS = ("network", "static", "controller", "connected")
@@ -168,6 +169,7 @@ class Speaker:
         self.rib: Any = None
         self._rib_pending: dict[AfiSafi, set[bytes]] = {f: set() for f in FAMILIES}
         self._rib_scheduled = False
+        self._rib_busy = False  # Loc-RIB changed since the last slice
         self._nh_text: dict[bytes, str | None] = {}
         self.multipath = False
         # callbacks for the engine
@@ -666,6 +668,7 @@ class Speaker:
             self._schedule_rib()
 
     def _loc_changed(self, rib: LocRib, changes: list, touched: Any) -> None:
+        self._rib_busy = True
         pending = self._rib_pending[rib.family]
         if changes:
             pending.update(map(_first, changes))
@@ -687,7 +690,10 @@ class Speaker:
         rib = self.rib
         if rib is None:
             return
-        budget = _RIB_SLICE
+        # the RIB (and the FIB behind it) costs several times the BGP import per prefix:
+        # while a table is being received it gets small slices, then large ones
+        budget = _RIB_SLICE_BUSY if self._rib_busy else _RIB_SLICE
+        self._rib_busy = False
         for fam in FAMILIES:
             pending = self._rib_pending[fam]
             if not pending or budget <= 0:
@@ -715,23 +721,26 @@ class Speaker:
         memo: dict[Path, tuple] = {}
         out: list[tuple] = []
         append = out.append
+        gone = (None, False, 0)
         for k in keys:
             best = best_of(k)
-            if best is None or best.source.is_local:
-                append((k, None, False, 0))  # ours (originated/redistributed): not from BGP
+            if best is None:
+                append((k, None, False, 0))
                 continue
-            cands = multi.get(k) if multi else None
-            if cands is not None:
-                nhs = self._multipath_hops(best, cands)
-                append((k, nhs, best.source.ebgp, best.attrs.med or 0))
-                continue
+            if multi:
+                cands = multi.get(k)
+                if cands is not None and not best.source.is_local:
+                    append((k, self._multipath_hops(best, cands), best.source.ebgp, best.attrs.med or 0))
+                    continue
             v = memo.get(best)
             if v is None:
-                nh = self._next_hop_text(best.attrs.next_hop)
-                v = memo[best] = (k, (nh,) if nh else None, best.source.ebgp, best.attrs.med or 0)
-                append(v)
-            else:
-                append((k, v[1], v[2], v[3]))
+                if best.source.is_local:
+                    v = gone  # ours (originated/redistributed): not a BGP route for the RIB
+                else:
+                    nh = self._next_hop_text(best.attrs.next_hop)
+                    v = ((nh,) if nh else None, best.source.ebgp, best.attrs.med or 0)
+                memo[best] = v
+            append((k, *v))
         return out
 
     def _next_hop_text(self, nh: bytes) -> str | None:
