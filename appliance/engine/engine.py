@@ -235,8 +235,10 @@ class Engine:
         old_bgp, new_bgp = old.bgp, new.bgp
         if old_bgp is None and new_bgp is None:
             return
-        if old_bgp is None or new_bgp is None or self.bgp is None or old_bgp.global_ != new_bgp.global_:
-            # Global changes (AS, router-id, listen, redistribution) restart the instance.
+        if (old_bgp is None or new_bgp is None or self.bgp is None
+                or replace(old_bgp.global_, redistribute=()) != replace(new_bgp.global_, redistribute=())):
+            # Global changes (AS, router-id, listen, ...) restart the instance;
+            # redistribution does not (it is re-run below).
             if self.bgp is not None:
                 await self.bgp.stop("BGP instance reconfigured")
             self.bgp = None

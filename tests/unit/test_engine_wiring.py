@@ -338,3 +338,17 @@ def test_every_module_of_the_full_example_is_mapped():
     assert wanted["192.0.2.2"].desired_min_tx == 50000
     assert clients["192.0.2.2"] == ["configured", "bgp", "static"]
     assert clients["10.255.0.2"] == ["bgp"] and wanted["10.255.0.2"].desired_min_tx == 100000
+
+
+def test_redistribution_change_restarts_nothing(engine):
+    _eng, call, _loop = engine
+    assert "198.51.100.0/24" in {x["prefix"] for x in call("bgp.rib")["result"]["routes"]}
+    new = copy.deepcopy(CFG)
+    del new["fcr-bgp:bgp"]["global"]["afi-safis"]
+    res = call("config.apply", config=new)["result"]
+    assert res["reset"] == [] and not res.get("errors"), res
+    assert "198.51.100.0/24" not in {x["prefix"] for x in call("bgp.rib")["result"]["routes"]}
+    res = call("config.apply", config=CFG)["result"]
+    assert res["reset"] == [], res
+    rib = {x["prefix"]: x["best"] for x in call("bgp.rib")["result"]["routes"]}
+    assert rib["198.51.100.0/24"]["communities"] == ["65001:99"]
