@@ -7,12 +7,16 @@ nftables rule in FRR's namespace: fcrd's BFD session goes Down within the detect
 (150 ms) and the BGP session goes down with it (NOTIFICATION Cease / BFD Down, RFC 9384
 subcode 10). Times are taken from fcrd's log (millisecond timestamps of the `bfd.state`
 and `bgp.state` events) against the wall clock at the moment the rule went in, and printed.
-With the rule gone BFD comes back Up and BGP re-establishes.
+With the rule gone BFD comes back Up and BGP re-establishes. Finally fcrd is stopped by
+SIGTERM (exit 0) and, after a restart, killed with SIGKILL: its BFD worker process goes
+away both times.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 from datetime import datetime, timezone
 
@@ -120,3 +124,40 @@ def test_bfd_takes_bgp_down(topology, workdir):
     wait_until(lambda: fcr_bfd(fcr).get("state") == "Up", 15, 0.1, "FCR BFD Up again")
     n2 = fcr.wait_established(FRR_ADDR, 20)
     assert n2["established-transitions"] == 2, n2
+
+    # -- the BFD worker never outlives fcrd: SIGTERM (exit 0), then kill -9 ---------------
+    worker = bfd_worker(fcr.fcrd_pid)
+    fcr.signal(signal.SIGTERM)
+    assert fcr.wait_exit(15) == 0
+    wait_until(lambda: not alive(worker), 5, 0.05, "BFD worker gone after SIGTERM")
+    fcr.start()
+    wait_until(lambda: fcr_bfd(fcr).get("state") == "Up", 20, 0.1, "BFD Up after the restart")
+    worker = bfd_worker(fcr.fcrd_pid)
+    os.kill(fcr.fcrd_pid, signal.SIGKILL)
+    fcr.wait_exit(5)
+    wait_until(lambda: not alive(worker), 5, 0.05, "BFD worker gone after kill -9 of fcrd")
+
+
+def bfd_worker(ppid: int) -> int:
+    """The pid of fcrd's BFD worker (its child running appliance.bfd.worker)."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) != ppid:
+                    continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"appliance.bfd.worker" in f.read():
+                    return int(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+    raise AssertionError(f"no BFD worker under fcrd {ppid}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
