@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..bfd.config import BfdConfigError, SessionConfig
+from ..bfd.config import from_json as bfd_from_json
 from ..bgp.config import (
     BfdTracking,
     BgpConfig,
@@ -28,8 +30,6 @@ from ..bgp.config import (
     Redistribute,
 )
 from ..bgp.family import FAMILY_BY_NAME, IPV4_UNICAST
-from ..bfd.config import BfdConfigError, SessionConfig
-from ..bfd.config import from_json as bfd_from_json
 from ..policy.config import PolicyConfigError, RoutingPolicyConfig, parse_routing_policy
 from ..rib.config import RoutingConfig, RoutingConfigError
 from ..rib.interfaces import InterfaceConfig, InterfaceConfigError, parse_interfaces

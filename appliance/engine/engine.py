@@ -126,7 +126,7 @@ class Engine:
         self._converge_handle = loop.call_later(CONVERGE_TIMEOUT, self._converge, "timer")
         self._check_converged()
         log_event(log, "engine.start", version=__version__, hostname=cfg.system.hostname,
-                  fib=("table %d protocol %d" % (cfg.routing.table, cfg.routing.protocol)) if fib else "disabled",
+                  fib=f"table {cfg.routing.table} protocol {cfg.routing.protocol}" if fib else "disabled",
                   bfd_sessions=len(self._bfd_wanted), static_routes=len(cfg.static.routes))
 
     async def stop(self, message: str = "") -> None:

@@ -18,7 +18,7 @@ import os
 import re
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -42,7 +42,7 @@ def log_events(path, event: str) -> list[tuple[float, str]]:
             continue
         m = _TS.match(line)
         if m:
-            ts = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
+            ts = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
             out.append((ts.timestamp(), line))
     return out
 
