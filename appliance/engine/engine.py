@@ -240,7 +240,12 @@ class Engine:
             # Global changes (AS, router-id, listen, ...) restart the instance;
             # redistribution does not (it is re-run below).
             if self.bgp is not None:
+                # the old instance's withdrawals must not race the new one's routes in
+                # the RIB: detach it and drop its routes from the RIB at once
+                self.bgp.set_rib(None)
                 await self.bgp.stop("BGP instance reconfigured")
+                if self.rib is not None:
+                    self.rib.clear_origin("bgp")
             self.bgp = None
             self._eor.clear()
             if new_bgp is not None:
