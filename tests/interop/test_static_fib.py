@@ -7,7 +7,8 @@ Checks, in the kernel table (main, protocol 196, metric 20) of fcr's namespace: 
 address, by interface, blackhole, ECMP, IPv6; BGP (eBGP, 20) against statics of distance 30
 (BGP wins; withdrawn -> the static takes over) and 10 (static wins); a BFD-tracked static
 disappears when BFD goes down (FRR's BFD packets dropped by nftables) and comes back when
-it is up again; controller routes pushed, listed and cleared over the engine API.
+it is up again; an interface address from ietf-interfaces; controller routes pushed,
+listed and cleared over the engine API.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ FCR_CONFIG = {
     "fcr-system:system": {"hostname": "fcr"},
     "fcr-routing:routing": {"fib": {"table": 254, "protocol": 196}},
     "fcr-static:static-routes": {"route": STATICS},
+    "ietf-interfaces:interfaces": {"interface": [{
+        "name": "eth1", "type": "iana-if-type:ethernetCsmacd",
+        "ietf-ip:ipv4": {"address": [{"ip": A2, "prefix-length": 24},
+                                     {"ip": "10.0.53.1", "prefix-length": 24}]}}]},
     "fcr-bfd:bfd": {"sessions": {"session": [{
         "peer-address": B1, "local-address": A1, "interface": "eth0",
         "desired-min-tx-interval": 50000, "required-min-rx-interval": 50000,
@@ -137,6 +142,12 @@ def test_static_routes_in_the_kernel(topology, workdir):
     back = time.monotonic() - t1
     print(f"\nBFD-tracked static: removed from the kernel {gone * 1000:.0f} ms after FRR's BFD "
           f"packets were dropped (50 ms x 3), back {back:.2f} s after the drop rule went")
+
+    # -- interface addresses from ietf-interfaces -----------------------------------------
+    ifs = {i["name"]: i for i in fcr.ctl("interfaces.state")["interfaces"]}
+    addrs = {(a["ip"], a["prefix-length"]): a["ours"] for a in ifs["eth1"]["addresses"] if a["family"] == "ipv4"}
+    assert addrs == {(A2, 24): False, ("10.0.53.1", 24): True}, ifs["eth1"]
+    assert ifs["eth1"]["up"] is True
 
     # -- controller routes -----------------------------------------------------------------
     fcr.ctl("static.push", prefix=CTRL, **{"next-hops": [B2]})
