@@ -115,6 +115,11 @@ class EmbeddedStore(CheckpointStore):
                     f"checkpoint store {self.path}: cannot switch to WAL mode (got {mode})"
                 )
             db.execute(f"PRAGMA synchronous={_DURABILITY[durability]}")
+            # 64 MiB page cache, WAL checkpoints every ~40 MB instead of 4 MB (hot index pages
+            # are copied back once per checkpoint, not once per 1000 pages), reads by mmap
+            db.execute("PRAGMA cache_size=-65536")
+            db.execute("PRAGMA wal_autocheckpoint=10000")
+            db.execute("PRAGMA mmap_size=268435456")
             db.execute("BEGIN IMMEDIATE")
             try:
                 for stmt in _SCHEMA:
@@ -198,16 +203,24 @@ class EmbeddedStore(CheckpointStore):
     # -- records ---------------------------------------------------------------------------
 
     def put_many(self, records, *, deletes=(), fence=None) -> int:
+        # the hot path of checkpointing: one Python loop, no call per record for bytes values
         rows = []
+        append = rows.append
+        namespaces = set()
         for ns, key, value in records:
-            check_name("ns", ns)
-            check_name("key", key)
-            rows.append((ns, key, encode_value(value)))
+            if type(value) is not bytes:
+                value = encode_value(value)
+            if type(key) is not str or not key:
+                check_name("key", key)
+            namespaces.add(ns)
+            append((ns, key, value))
         dels = []
         for ns, key in deletes:
-            check_name("ns", ns)
             check_name("key", key)
+            namespaces.add(ns)
             dels.append((ns, key))
+        for ns in namespaces:
+            check_name("ns", ns)
 
         def body(db: sqlite3.Connection) -> int:
             if fence is not None:
