@@ -38,6 +38,7 @@ METHODS = {
     "interfaces.state": "interfaces_state",
 }
 _MAX_LINE = 1 << 20
+START_WAIT = 60.0  # seconds a request waits for the engine to finish starting
 
 
 class ControlServer:
@@ -93,6 +94,12 @@ class ControlServer:
             return {"id": rid, "error": {"message": f"unknown method {method!r}", "methods": sorted(METHODS)}}
         if not isinstance(params, dict):
             return {"id": rid, "error": {"message": "params must be an object"}}
+        starting = getattr(self.engine, "starting", None)
+        if starting is not None and not starting.is_set() and method != "engine.ping":
+            try:  # answer from a fully started engine only (start is bounded by its own waits)
+                await asyncio.wait_for(starting.wait(), START_WAIT)
+            except asyncio.TimeoutError:
+                return {"id": rid, "error": {"message": "the engine is still starting"}}
         try:
             result = getattr(self.engine, name)(**{k.replace("-", "_"): v for k, v in params.items()})
             if asyncio.iscoroutine(result):

@@ -100,9 +100,19 @@ class Engine:
         self._redist_seen: dict[tuple[str, int], tuple] = {}
         self._redist_soon = False
         self._stopping = False
+        # set while start() runs: the control socket holds requests until it is done,
+        # so nobody sees a half-started engine (None: not starting)
+        self.starting: asyncio.Event | None = None
 
     # -- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
+        self.starting = asyncio.Event()
+        try:
+            await self._start()
+        finally:
+            self.starting.set()
+
+    async def _start(self) -> None:
         self.loop = loop = asyncio.get_running_loop()
         cfg = self.config
         for line in cfg.not_applied:
