@@ -1,0 +1,133 @@
+"""TcpState encoding, nftables rule text and TCP_REPAIR error paths (no namespaces)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+
+from appliance.nsr import netlock, tcp_repair
+from appliance.nsr.tcp_repair import TcpRepairError, TcpState, TcpWindow
+
+
+def _state(**kw) -> TcpState:
+    d = dict(family="inet6", local_addr="2001:db8::1", local_port=179,
+             remote_addr="2001:db8::2", remote_port=40123, snd_seq=0xFFFFFFF0,
+             rcv_seq=12345, send_queue_sent=b"\x00\xffsent", send_queue_unsent=b"unsent",
+             recv_queue=bytes(range(256)), mss=1440, wscale=True, snd_wscale=7,
+             rcv_wscale=9, sack=True, timestamps=True, timestamp=987654321,
+             window=TcpWindow(1, 2, 3, 4, 5), scope_id=0, extra={"sndbuf": 87040})
+    d.update(kw)
+    return TcpState(**d)
+
+
+def test_state_round_trip_through_json():
+    st = _state()
+    again = TcpState.from_dict(json.loads(json.dumps(st.to_dict())))
+    assert again == st
+    assert again.four_tuple() == ("2001:db8::1", 179, "2001:db8::2", 40123)
+    assert again.sock_family == socket.AF_INET6
+    assert _state(window=None) == TcpState.from_dict(_state(window=None).to_dict())
+
+
+def test_state_rejects_unknown_fields_and_family():
+    d = _state().to_dict()
+    with pytest.raises(ValueError, match="unknown fields"):
+        TcpState.from_dict({**d, "bogus": 1})
+    with pytest.raises(ValueError, match="family"):
+        TcpState.from_dict({**d, "family": "unix"})
+
+
+def test_md5sig_layout():
+    raw = tcp_repair.md5sig("10.0.0.2", b"secret")
+    assert len(raw) == 128 + 8 + 80
+    assert raw[4:8] == socket.inet_aton("10.0.0.2")
+    assert raw[130:132] == (6).to_bytes(2, "little") and raw[136:142] == b"secret"
+    with pytest.raises(ValueError):
+        tcp_repair.md5sig("10.0.0.2", b"x" * 81)
+
+
+def test_ruleset_text():
+    text = netlock.ruleset("fcr_nsr_t", [("10.0.0.1", 179, "10.0.0.2", 40000),
+                                         ("2001:db8::1%eth0", 179, "2001:db8::2", 1)])
+    assert text.startswith("table inet fcr_nsr_t {")
+    assert "elements = { 10.0.0.1 . 179 . 10.0.0.2 . 40000 }" in text
+    assert "elements = { 2001:db8::1 . 179 . 2001:db8::2 . 1 }" in text
+    assert "type filter hook input priority -300; policy accept;" in text
+    assert "ip daddr . tcp dport . ip saddr . tcp sport @frozen4 counter drop" in text
+    assert "ip6 saddr . tcp sport . ip6 daddr . tcp dport @frozen6 counter drop" in text
+    only4 = netlock.ruleset("fcr_nsr_t", [("10.0.0.1", 179, "10.0.0.2", 40000)])
+    assert "frozen6" not in only4 and "ip6" not in only4
+
+
+def test_ruleset_rejects_bad_input():
+    with pytest.raises(ValueError):
+        netlock.ruleset("fcr_nsr_t", [])
+    with pytest.raises(ValueError):
+        netlock.ruleset("bad;name", [("10.0.0.1", 1, "10.0.0.2", 2)])
+    with pytest.raises(ValueError):
+        netlock.FourTuple("10.0.0.1", 179, "2001:db8::2", 1)
+    with pytest.raises(ValueError):
+        netlock.FourTuple("10.0.0.1", 0, "10.0.0.2", 1)
+    with pytest.raises(ValueError):
+        netlock.NetLock([("10.0.0.1", 1, "10.0.0.2", 2)], table="other")
+
+
+def test_nft_argv_in_namespace():
+    assert netlock._nft_argv("ns1", ["-f", "-"]) == ["ip", "netns", "exec", "ns1", "nft", "-f", "-"]
+    assert netlock._nft_argv("/run/netns/x", ["list", "tables"])[:2] == ["nsenter", "--net=/run/netns/x"]
+
+
+def test_netlock_error_names_the_action(monkeypatch):
+    monkeypatch.setattr(netlock, "_nft_argv", lambda ns, args: ["false"])
+    lock = netlock.NetLock([("10.0.0.1", 1, "10.0.0.2", 2)])
+    with pytest.raises(netlock.NetLockError, match="freeze fcr_nsr_"):
+        with lock:
+            pass
+    assert not lock.active
+
+
+def test_dump_of_unconnected_socket_names_the_step():
+    with socket.socket() as s:
+        with pytest.raises(TcpRepairError) as err:
+            tcp_repair.dump(s)
+    # without CAP_NET_ADMIN: repair-on/EPERM; with it: the state check
+    assert err.value.step in ("repair-on", "state")
+
+
+def test_error_carries_step_and_errno():
+    e = TcpRepairError("bind", 98, "10.0.0.1:179")
+    assert e.step == "bind" and e.errno == 98 and "bind" in str(e) and "10.0.0.1:179" in str(e)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="TCP_REPAIR needs CAP_NET_ADMIN")
+def test_loopback_dump_restore_and_injected_failure():
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+    c = socket.create_connection(ls.getsockname())
+    s, _ = ls.accept()
+    try:
+        s.sendall(b"unread")
+        c.sendall(b"hello")
+        for _ in range(100):
+            if tcp_repair._ioctl_int(c, tcp_repair.SIOCINQ, "inq") == 6:
+                break
+            socket.socket().close()
+        st = tcp_repair.dump(c)
+        assert st.recv_queue == b"unread" and st.family == "inet"
+        tcp_repair.close_silently(c)
+        with pytest.raises(TcpRepairError) as err:
+            tcp_repair.restore(st, _fail_at="window")
+        assert err.value.step == "window"
+        new = tcp_repair.restore(st)
+        with new:
+            assert new.recv(100) == b"unread"
+            new.sendall(b" world")
+            s.settimeout(5)
+            assert s.recv(100) == b"hello world"
+    finally:
+        s.close()
+        ls.close()
