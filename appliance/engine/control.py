@@ -98,7 +98,7 @@ class ControlServer:
         if starting is not None and not starting.is_set() and method != "engine.ping":
             try:  # answer from a fully started engine only (start is bounded by its own waits)
                 await asyncio.wait_for(starting.wait(), START_WAIT)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return {"id": rid, "error": {"message": "the engine is still starting"}}
         try:
             result = getattr(self.engine, name)(**{k.replace("-", "_"): v for k, v in params.items()})

@@ -36,7 +36,7 @@ from typing import Any
 from .. import __version__
 from ..bfd.config import SessionConfig
 from ..bgp.config import BfdTracking, BgpConfig, NeighborConfig
-from ..bgp.family import FAMILY_NAMES, AfiSafi
+from ..bgp.family import AfiSafi
 from ..bgp.packet.constants import AsPathSegment
 from ..bgp.packet.pathattrs import PathAttributes
 from ..bgp.speaker import Speaker
@@ -784,4 +784,4 @@ def bgp_config_of(engine: Engine) -> BgpConfig | None:
     return engine.config.bgp
 
 
-__all__ = ["Engine", "EngineError", "FAMILY_NAMES", "bgp_config_of"]
+__all__ = ["Engine", "EngineError", "bgp_config_of"]
