@@ -250,7 +250,12 @@ def encode_route(cmd: int, flags: int, seq: int, fam: int, key: int, route: Kern
     parts = [table_attr, _attr(RTA_DST, net.to_bytes(alen, "big")),
              _attr(RTA_PRIORITY, _U32.pack(priority))]
     rtype, scope = RTN_UNICAST, RT_SCOPE_UNIVERSE
-    if route is not None:
+    if route is None:
+        # A delete matches by prefix, table, protocol and priority only: type 0
+        # (RTN_UNSPEC) and scope RT_SCOPE_NOWHERE (255) are the kernel's "any", so
+        # blackhole and link-scope routes of ours are found too (fib_table_delete).
+        rtype, scope = 0, 255
+    else:
         if route.type == "blackhole":
             rtype = RTN_BLACKHOLE
         else:

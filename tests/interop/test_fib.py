@@ -176,3 +176,24 @@ def test_fib_program_reconcile_and_addresses(topology, workdir):
                    message="interface route back")
     finally:
         rib2.stop()
+
+
+def test_fib_removes_blackhole_and_interface_routes(topology, workdir):
+    """A withdrawn blackhole or link-scope route of ours leaves the kernel (a delete
+    must match any type and scope, not unicast/universe only)."""
+    h, p = topology.add_host("fcr"), topology.add_host("peer")
+    topology.link(h, p, ["10.0.1.1/24"], ["10.0.1.2/24"])
+    rib, static = start_rib(h)
+    try:
+        assert rib.fib_wait(20)
+        rt = routes(h)
+        assert "203.0.113.0/24" in rt and "198.18.1.0/24" in rt
+        static.apply({"fcr-static:static-routes": {"route": [
+            r for r in STATIC["fcr-static:static-routes"]["route"]
+            if r["prefix"] not in ("203.0.113.0/24", "198.18.1.0/24")]}})
+        assert rib.fib_wait(20)
+        wait_until(lambda: not ({"203.0.113.0/24", "198.18.1.0/24"} & set(routes(h))), 10,
+                   message="blackhole and interface routes deleted from the kernel")
+        assert "192.0.2.0/24" in routes(h)  # the rest untouched
+    finally:
+        rib.stop()
