@@ -34,7 +34,7 @@ class StaticNextHop:
 class StaticRoute:
     prefix: str  # normalised text
     family: int  # 4 | 6
-    distance: int = 1
+    distance: int | None = None  # None: fcr-routing administrative-distance/static
     tag: int = 0
     next_hops: tuple[StaticNextHop, ...] = ()
 
@@ -98,7 +98,7 @@ def parse_static(data: dict | None) -> StaticConfig:
         for k in r:
             if k not in _ROUTE_KEYS:
                 raise StaticConfigError(f"{path}/{k}", "unknown leaf")
-        distance = _int(f"{path}/distance", r.get("distance", 1), 1, 255)
+        distance = None if r.get("distance") is None else _int(f"{path}/distance", r["distance"], 1, 255)
         tag = _int(f"{path}/tag", r.get("tag", 0), 0, 0xFFFFFFFF)
         nhs_obj = _obj(f"{path}/next-hops", r.get("next-hops", {}))
         nh_list = nhs_obj.get("next-hop", [])

@@ -69,13 +69,15 @@ class StaticRoutes:
         return st is not False
 
     def _install(self, r: StaticRoute) -> None:
-        groups: dict[int, list[NextHop]] = {}
+        # distance None: the RIB's static distance (fcr-routing administrative-distance)
+        groups: dict[int | None, list[NextHop]] = {}
         for nh in r.next_hops:
             if nh.bfd and not self._nh_up(nh.address):
                 continue
             groups.setdefault(nh.distance or r.distance, []).append(
                 NextHop(nh.address, nh.interface, nh.blackhole))
-        cands = [(tuple(nhs), 0, dist, r.tag) for dist, nhs in sorted(groups.items())]
+        cands = [(tuple(nhs), 0, dist, r.tag)
+                 for dist, nhs in sorted(groups.items(), key=lambda g: (g[0] is not None, g[0] or 0))]
         self.rib.replace_multi("static", r.family, r.prefix, cands)
 
     def on_bfd_change(self, peer: str, up: bool) -> None:

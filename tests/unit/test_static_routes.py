@@ -141,3 +141,21 @@ def test_apply_removes_and_controller_apart():
     assert static.clear() == 2
     assert set(rib.selected(4)) == {"10.0.0.0/24", "10.0.1.0/24", "203.0.113.0/24"}
     assert static.withdraw("198.18.0.0/24") is False
+
+
+def test_route_without_distance_takes_the_configured_static_distance():
+    from appliance.rib import RoutingConfig
+
+    cfg = RoutingConfig.from_json({"administrative-distance": {"static": 50}})
+    rib = RibManager(cfg, fib=False, interfaces=False)
+    rib._ifindex = {"eth0": (2, True)}
+    rib.replace_many("connected", 4, [("10.0.0.0/24", [NextHop(None, "eth0")])])
+    static = StaticRoutes(rib)
+    static.apply({"fcr-static:static-routes": {"route": [
+        {"prefix": "192.0.2.0/24", "next-hops": {"next-hop": [{"index": "1", "address": "10.0.0.2"}]}},
+        {"prefix": "198.51.100.0/24", "distance": 7,
+         "next-hops": {"next-hop": [{"index": "1", "address": "10.0.0.2"}]}},
+    ]}})
+    routes = {r["prefix"]: r for r in rib.state(4)["routes"]["ipv4"]}
+    assert routes["192.0.2.0/24"]["selected"]["distance"] == 50
+    assert routes["198.51.100.0/24"]["selected"]["distance"] == 7
