@@ -109,6 +109,8 @@ class SessionListener(Protocol):
 
     def session_down(self, peer: Peer, reason: str) -> None: ...
 
+    # optional: ``state_changed(peer, old, new)`` on every FSM state change of the session
+
     def update_received(self, peer: Peer, update: Any) -> None: ...
 
     def route_refresh_received(self, peer: Peer, family: AfiSafi, subtype: int) -> None: ...
@@ -410,6 +412,8 @@ class Peer:
                     "event=bgp.state peer=%s from=%s to=%s cause=%s%s",
                     self.name, a.old, a.new, a.event, "" if s is self._primary else " connection=secondary",
                 )
+                if s is self._primary and a.old != a.new:
+                    self._notify_state(a.old, a.new)
             elif t is SessionEstablished:
                 if s is self._secondary:
                     # Up first while the primary still waits for an OPEN: it is the session.
@@ -440,6 +444,12 @@ class Peer:
             and s.fsm.s.auto_restart
         ):
             self._promote(self._secondary)
+
+    def _notify_state(self, old: str, new: str) -> None:
+        """Every state change of the session (the primary connection): the listener's
+        optional ``state_changed(peer, old, new)``, e.g. for the engine's event stream."""
+        if getattr(self.listener, "state_changed", None) is not None:
+            self._call("state_changed", old, new)
 
     def _call(self, method: str, *args: Any) -> None:
         try:
@@ -520,6 +530,8 @@ class Peer:
         sec.fsm.config = self._fsm_config
         self._primary, self._secondary = sec, None
         log.info("event=bgp.collision peer=%s kept=%s", self.name, "outgoing" if sec.outgoing else "incoming")
+        if old.fsm.state is not sec.fsm.state:  # the session's state is now the secondary's
+            self._notify_state(old.fsm.state.value, sec.fsm.state.value)
 
     def _refuse(self, sock: socket.socket, subcode: int) -> None:
         n = Notification(ErrorCode.CEASE, subcode)

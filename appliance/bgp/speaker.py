@@ -175,6 +175,8 @@ class Speaker:
         # callbacks for the engine
         self.on_end_of_rib: Callable[[str, AfiSafi], None] | None = None
         self.on_rib_drained: Callable[[], None] | None = None
+        # every session state change: (peer, old state, new state); must not block
+        self.on_peer_state: Callable[[Peer, str, str], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -382,6 +384,11 @@ class Speaker:
         if not any(ribs.adj_in.stale_count(f) for f in FAMILIES) and ribs.stale_timer is not None:
             ribs.stale_timer.cancel()
             ribs.stale_timer = None
+
+    def state_changed(self, peer: Peer, old: str, new: str) -> None:
+        """Peer hook: every FSM state change of a session (see Peer._notify_state)."""
+        if self.on_peer_state is not None and self.peers.get(peer.name) is peer:
+            self.on_peer_state(peer, old, new)
 
     def session_down(self, peer: Peer, reason: str) -> None:
         key = peer.config.neighbor_address

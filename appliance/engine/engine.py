@@ -27,9 +27,11 @@ Pieces and how they are wired (docs/architecture.md, "The routing engine"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -55,6 +57,10 @@ CONVERGE_TIMEOUT = 90.0     # s: delete our stale kernel routes at the latest th
 REDISTRIBUTE_INTERVAL = 1.0  # s: connected/static/controller routes re-read for redistribution
 _ORIGINS = {"igp": 0, "egp": 1, "incomplete": 2}
 _LOCAL_BASE = PathAttributes(origin=0, as_path=(), next_hop=b"")
+
+
+# the event hub's kinds (Engine.subscribe; events.subscribe on the control socket)
+EVENT_KINDS = ("bgp-neighbor-state", "bfd-session-state")
 
 
 class EngineError(Exception):
@@ -100,6 +106,10 @@ class Engine:
         self._redist_seen: dict[tuple[str, int], tuple] = {}
         self._redist_soon = False
         self._stopping = False
+        # the event hub (events.subscribe on the control socket): callbacks get one dict
+        # per event and must only enqueue (DESIGN.md invariant 4: nothing blocks the engine)
+        self._subscribers: list[Callable[[dict[str, Any]], None]] = []
+        self._bfd_discr: dict[str, int] = {}  # peer -> local discriminator, from bfd.sessions
         # set while start() runs: the control socket holds requests until it is done,
         # so nobody sees a half-started engine (None: not starting)
         self.starting: asyncio.Event | None = None
@@ -173,6 +183,7 @@ class Engine:
         sp.network_attrs = self._network_attrs(bgp_cfg)
         sp.on_end_of_rib = self._on_end_of_rib
         sp.on_rib_drained = self._check_converged
+        sp.on_peer_state = self._on_bgp_state
         self.bgp = sp
         await sp.start()
         # before any session can come up (that takes several loop turns)
@@ -445,11 +456,54 @@ class Engine:
         self._bfd_state[peer] = new
         log_event(log, "bfd.state", peer=peer, **{"from": old, "to": new}, diag=diag or "",
                   clients=",".join(self._bfd_clients.get(peer, [])))
+        if self._subscribers:
+            cfg = self._bfd_wanted.get(peer)
+            self._publish("bfd-session-state", {
+                "peer-address": cfg.peer_address if cfg else peer,
+                "local-address": cfg.local_address if cfg else None,
+                "interface": cfg.interface if cfg else None,
+                "multihop": cfg.multihop if cfg else False,
+                "local-discriminator": self._bfd_discr.get(peer),
+                "previous-state": old,
+                "state": new,
+                "local-diagnostic": diag,
+            })
         if self.static is not None:
             self.static.on_bfd_change(peer, new == "Up")
         if new == "Down" and old == "Up" and self.bgp is not None:
             self.bgp.bfd_down(peer, diag or "")
         self._redistribute_soon()
+
+    # -- the event hub ----------------------------------------------------------------
+    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """``callback({"event": kind, "time": unix time, "data": {...}})`` for every event
+        (EVENT_KINDS), on the engine's loop. It must not block: enqueue and return."""
+        if callback not in self._subscribers:
+            self._subscribers.append(callback)
+
+    def unsubscribe(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscribers.remove(callback)
+
+    def _publish(self, kind: str, data: dict[str, Any]) -> None:
+        event = {"event": kind, "time": time.time(), "data": data}
+        for cb in list(self._subscribers):
+            try:
+                cb(event)
+            except Exception as exc:  # noqa: BLE001 - a subscriber bug must not hurt the engine
+                log_event(log, "engine.subscriber-error", level=logging.ERROR, kind=kind, error=repr(exc))
+
+    def _on_bgp_state(self, peer: Any, old: str, new: str) -> None:
+        if not self._subscribers:
+            return
+        st = peer.stats
+        self._publish("bgp-neighbor-state", {
+            "neighbor-address": peer.name,
+            "previous-state": old,
+            "state": new,
+            "last-notification-sent": _note(st.last_notification_sent),
+            "last-notification-received": _note(st.last_notification_received),
+        })
 
     # -- RIB events, redistribution, convergence -------------------------------------------
     def _on_nexthop_change(self, family: str, gateway: str, reachable: bool, resolved: list) -> None:
@@ -656,7 +710,10 @@ class Engine:
         assert self.loop is not None
         sessions = await self.loop.run_in_executor(None, self.bfd.sessions)
         for s in sessions:
-            s["clients"] = self._bfd_clients.get(_norm(s.get("peer-address", "")), [])
+            peer = _norm(s.get("peer-address", ""))
+            s["clients"] = self._bfd_clients.get(peer, [])
+            if s.get("local-discriminator") is not None:
+                self._bfd_discr[peer] = s["local-discriminator"]
         return {"sessions": sessions}
 
     def interfaces_state(self) -> dict[str, Any]:
@@ -729,6 +786,11 @@ class Engine:
         return RouteContext(r["prefix"], attrs=attrs, protocol=protocol, route_type=route_type,
                             neighbor=neighbor, next_hop=r.get("next-hop"), local_as=local_as,
                             weight=_opt_int(r.get("weight")))
+
+
+def _note(n: tuple[int, int, str] | None) -> dict[str, Any] | None:
+    """A NOTIFICATION as bgp.summary gives it (PeerStats.to_dict)."""
+    return None if n is None else {"code": n[0], "subcode": n[1], "message": n[2]}
 
 
 def _norm(addr: str) -> str:

@@ -133,7 +133,8 @@ async def run(args: argparse.Namespace) -> None:
             max_message=args.max_message)
         await server.start()
         if engine is not None and args.event_interval > 0:
-            server.poll_engine_events(engine.call, args.event_interval)
+            server.poll_engine_events(engine.call, args.event_interval, socket_path=engine.path,
+                                      resync=max(args.event_interval, 10.0))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -383,13 +384,15 @@ class NetconfServer:
             return
         self._call_in_loop(self.notify, path, dict(data))
 
-    def poll_engine_events(self, call: Callable[..., Any], interval: float = 1.0) -> None:
-        """Poll the engine's state (`bgp.summary`, `bfd.sessions`) every `interval` seconds
-        and turn state changes into notifications (EnginePoller). Call on the loop after
-        start(); stop() ends it."""
+    def poll_engine_events(self, call: Callable[..., Any], interval: float = 1.0, *,
+                           socket_path: str | None = None, resync: float = 10.0) -> None:
+        """Turn the engine's state changes into notifications (EnginePoller): from its event
+        stream on `socket_path` (events.subscribe) with a poll every `resync` seconds, or,
+        without one, by polling `bgp.summary` and `bfd.sessions` every `interval` seconds.
+        Call on the loop after start(); stop() ends it."""
         if self._poller is None:
             self._poller = asyncio.get_running_loop().create_task(
-                EnginePoller(call, self.on_engine_event, interval).run())
+                EnginePoller(call, self.on_engine_event, interval, socket_path=socket_path, resync=resync).run())
 
     def _call_in_loop(self, fn: Callable, *args: Any) -> None:
         loop = self.loop
@@ -523,108 +526,202 @@ def _bfd_state(value: Any) -> str | None:
 
 
 class EnginePoller:
-    """Turns polled engine state into events: `bgp.summary` (neighbor state) and
-    `bfd.sessions` (session state) every `interval` seconds; an event for every neighbor
-    or session whose state differs from the previous poll. The very first answer is a
-    baseline (no events); a neighbor or session that appears later starts from idle / down
-    (so a newly configured neighbor reports reaching established even if that took less
-    than one interval); while the engine is away the last states are kept, so a restarted
-    engine's neighbors report their way back to established.
+    """Turns engine state changes into events (`emit(kind, data)`).
 
-    The routing engine has no event stream on its control socket yet; when it gets one
-    (e.g. `events.subscribe`), this class is what it replaces."""
+    With `socket_path` (the engine's control socket) it subscribes to the engine's event
+    stream (`events.subscribe` on a connection of its own) and emits every BGP neighbor and
+    BFD session state change as it happens; it subscribes again whenever the connection
+    closes (engine restart, overflow). A poll of `bgp.summary` and `bfd.sessions` every
+    `resync` seconds (and right after each subscription) catches whatever the stream could
+    not carry. Without a socket path, or while the engine does not know `events.subscribe`
+    (an older engine) or is away, it polls every `interval` seconds instead.
+
+    Polling: an event for every neighbor or session whose state differs from the previous
+    poll. The very first answer is a baseline (no events); a neighbor or session that
+    appears later starts from idle / down (so a newly configured neighbor reports reaching
+    established even if that took less than one interval); while the engine is away the
+    last states are kept, so a restarted engine's neighbors report their way back to
+    established."""
+
+    RETRY = 1.0            # s between connection attempts to the event stream
+    RETRY_UNKNOWN = 60.0   # s before asking an engine without events.subscribe again
+    KINDS = ("bgp-neighbor-state", "bfd-session-state")
 
     def __init__(self, call: Callable[..., Any], emit: Callable[[str, dict[str, Any]], None],
-                 interval: float = 1.0) -> None:
+                 interval: float = 1.0, *, socket_path: str | None = None, resync: float = 10.0) -> None:
         self.call = call
         self.emit = emit
         self.interval = interval
+        self.socket_path = socket_path
+        self.resync = resync
         self.bgp: dict[str, str] = {}
         self.bfd: dict[tuple, str] = {}
         self.bfd_available = True
         self.bgp_primed = False  # one answer seen: later newcomers start from idle / down
         self.bfd_primed = False
+        self.streaming = False   # subscribed to the engine's event stream
+        self._seq = 0            # stream events seen (a poll answer older than one is stale)
+        self._poll_now = asyncio.Event()
 
     async def _call(self, method: str) -> Any:
         res = self.call(method)
         return await res if asyncio.iscoroutine(res) or isinstance(res, asyncio.Future) else res
 
     async def step(self) -> None:
+        seq = self._seq
         try:
             summary = await self._call("bgp.summary")
         except Exception as exc:  # noqa: BLE001 - engine away: nothing to report
             log.debug("netconf: bgp.summary: %r", exc)
             summary = None
-        if isinstance(summary, dict):
+        if isinstance(summary, dict) and seq == self._seq:  # else stale: the stream was faster
             self._bgp(summary.get("neighbors") or [])
         if self.bfd_available:
+            seq = self._seq
             try:
                 sessions = await self._call("bfd.sessions")
             except Exception as exc:  # noqa: BLE001
                 if "unknown method" in str(exc).lower():
                     self.bfd_available = False
                 sessions = None
-            if isinstance(sessions, dict):
+            if isinstance(sessions, dict) and seq == self._seq:
                 self._bfd(sessions.get("sessions") or [])
 
     def _bgp(self, neighbors: list[dict[str, Any]]) -> None:
         seen = set()
         for n in neighbors:
             addr = n.get("neighbor-address")
-            state = _bgp_state(n.get("state"))
-            if not addr or state is None:
-                continue
-            seen.add(addr)
-            before = self.bgp.get(addr, "idle" if self.bgp_primed else None)
-            self.bgp[addr] = state
-            if before is None or before == state:
-                continue
-            data: dict[str, Any] = {"neighbor-address": addr, "previous-state": before, "session-state": state}
-            err = _bgp_error(n) if before == "established" else None
-            if err:
-                data["last-error"] = err
-            self.emit("bgp-neighbor-state-change", data)
+            if addr and _bgp_state(n.get("state")) is not None:
+                seen.add(addr)
+                self._bgp_change(n, self.bgp.get(addr, "idle" if self.bgp_primed else None))
         for addr in set(self.bgp) - seen:  # deconfigured: forget (no event)
             del self.bgp[addr]
         self.bgp_primed = True
 
+    def _bgp_change(self, n: dict[str, Any], before: str | None) -> None:
+        addr = n.get("neighbor-address")
+        state = _bgp_state(n.get("state"))
+        if not addr or state is None:
+            return
+        self.bgp[addr] = state
+        if before is None or before == state:
+            return
+        data: dict[str, Any] = {"neighbor-address": addr, "previous-state": before, "session-state": state}
+        err = _bgp_error(n) if before == "established" else None
+        if err:
+            data["last-error"] = err
+        self.emit("bgp-neighbor-state-change", data)
+
     def _bfd(self, sessions: list[dict[str, Any]]) -> None:
         seen = set()
         for s in sessions:
-            key = (s.get("peer-address"), s.get("local-address"), s.get("interface"), bool(s.get("multihop")))
-            state = _bfd_state(s.get("state"))
-            if not key[0] or state is None:
-                continue
-            seen.add(key)
-            before = self.bfd.get(key, "down" if self.bfd_primed else None)
-            self.bfd[key] = state
-            if before is None or before == state:
-                continue
-            data: dict[str, Any] = {"peer-address": key[0], "multihop": key[3],
-                                    "previous-state": before, "local-state": state}
-            if key[1]:
-                data["local-address"] = key[1]
-            if key[2]:
-                data["interface"] = key[2]
-            if s.get("local-discriminator") is not None:
-                data["local-discriminator"] = int(s["local-discriminator"])
-            diag = _BFD_DIAGS.get(str(s.get("local-diagnostic") or ""))
-            if diag:
-                data["local-diagnostic"] = diag
-            self.emit("bfd-session-state-change", data)
+            key = _bfd_key(s)
+            if key[0] and _bfd_state(s.get("state")) is not None:
+                seen.add(key)
+                self._bfd_change(s, self.bfd.get(key, "down" if self.bfd_primed else None))
         for key in set(self.bfd) - seen:
             del self.bfd[key]
         self.bfd_primed = True
 
-    async def run(self) -> None:
+    def _bfd_change(self, s: dict[str, Any], before: str | None) -> None:
+        key = _bfd_key(s)
+        state = _bfd_state(s.get("state"))
+        if not key[0] or state is None:
+            return
+        self.bfd[key] = state
+        if before is None or before == state:
+            return
+        data: dict[str, Any] = {"peer-address": key[0], "multihop": key[3],
+                                "previous-state": before, "local-state": state}
+        if key[1]:
+            data["local-address"] = key[1]
+        if key[2]:
+            data["interface"] = key[2]
+        if s.get("local-discriminator") is not None:
+            data["local-discriminator"] = int(s["local-discriminator"])
+        diag = _BFD_DIAGS.get(str(s.get("local-diagnostic") or ""))
+        if diag:
+            data["local-diagnostic"] = diag
+        self.emit("bfd-session-state-change", data)
+
+    def on_stream_event(self, msg: dict[str, Any]) -> None:
+        """One line of the engine's event stream."""
+        kind, data = msg.get("event"), msg.get("data")
+        if not isinstance(data, dict):
+            return
+        self._seq += 1
+        if kind == "bgp-neighbor-state":
+            addr = data.get("neighbor-address")
+            before = self.bgp.get(addr) or _bgp_state(data.get("previous-state")) if addr else None
+            self._bgp_change(data, before)
+        elif kind == "bfd-session-state":
+            before = self.bfd.get(_bfd_key(data)) or _bfd_state(data.get("previous-state"))
+            self._bfd_change(data, before)
+
+    async def stream(self) -> None:
+        """Subscribe to the engine's events and handle them; again after every close."""
+        assert self.socket_path is not None
         while True:
+            retry = self.RETRY
+            writer = None
             try:
-                await self.step()
+                reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=16 << 20)
+                writer.write(json.dumps({"id": 1, "method": "events.subscribe",
+                                         "params": {"kinds": list(self.KINDS)}}).encode() + b"\n")
+                await writer.drain()
+                answer = json.loads(await reader.readline() or b"null")
+                if not isinstance(answer, dict) or "result" not in answer:
+                    err = str((answer or {}).get("error", {}).get("message", "")) if isinstance(answer, dict) else ""
+                    if "unknown method" in err.lower():
+                        log.info("netconf: the engine has no event stream; polling every %ss", self.interval)
+                        retry = self.RETRY_UNKNOWN
+                    continue
+                self.streaming = True
+                self._poll_now.set()  # resync: what happened before the subscription
+                log.info("netconf: subscribed to the engine's events")
+                while line := await reader.readline():
+                    msg = json.loads(line)
+                    if isinstance(msg, dict) and msg.get("event") == "overflow":
+                        log.warning("netconf: engine event stream overflowed; resyncing")
+                        break
+                    if isinstance(msg, dict):
+                        self.on_stream_event(msg)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the poller must survive
-                log.exception("netconf: engine poll failed")
-            await asyncio.sleep(self.interval)
+            except (OSError, ValueError) as exc:
+                log.debug("netconf: engine event stream: %r", exc)
+            except Exception:  # noqa: BLE001 - the stream must come back
+                log.exception("netconf: engine event stream failed")
+            finally:
+                if self.streaming:
+                    self.streaming = False
+                    self._poll_now.set()
+                if writer is not None:
+                    writer.close()
+            await asyncio.sleep(retry)
+
+    async def run(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.stream()) if self.socket_path else None
+        try:
+            while True:
+                self._poll_now.clear()
+                try:
+                    await self.step()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - the poller must survive
+                    log.exception("netconf: engine poll failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._poll_now.wait(), self.resync if self.streaming else self.interval)
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+def _bfd_key(s: dict[str, Any]) -> tuple:
+    return (s.get("peer-address"), s.get("local-address"), s.get("interface"), bool(s.get("multihop")))
 
 
 def _bgp_error(n: dict[str, Any]) -> dict[str, Any] | None:
