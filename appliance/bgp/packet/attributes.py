@@ -215,6 +215,14 @@ class NextHop(Attribute):
 
 
 class _U32Attribute(Attribute):
+    """A 4-octet unsigned value (MED, LOCAL_PREF): one decoder, one encoder."""
+
+    @classmethod
+    def decode(cls, value: bytes, ctx: DecodeContext) -> int:
+        if len(value) != 4:
+            raise AttributeMalformed(f"{AttrType(cls.CODE).name} length {len(value)} != 4")
+        return int.from_bytes(value, "big")
+
     @classmethod
     def encode(cls, attrs: PathAttributes, four_octet_as: bool) -> bytes:
         v = getattr(attrs, cls.FIELD)
@@ -227,12 +235,6 @@ class MultiExitDisc(_U32Attribute):
     FLAGS = OPTIONAL
     FIELD = "med"
 
-    @staticmethod
-    def decode(value: bytes, ctx: DecodeContext) -> int:
-        if len(value) != 4:
-            raise AttributeMalformed(f"MULTI_EXIT_DISC length {len(value)} != 4")
-        return int.from_bytes(value, "big")
-
 
 @_register
 class LocalPref(_U32Attribute):
@@ -240,12 +242,6 @@ class LocalPref(_U32Attribute):
     FLAGS = WELL_KNOWN
     FIELD = "local_pref"
     IBGP_ONLY = True  # RFC 7606 §7.5
-
-    @staticmethod
-    def decode(value: bytes, ctx: DecodeContext) -> int:
-        if len(value) != 4:
-            raise AttributeMalformed(f"LOCAL_PREF length {len(value)} != 4")
-        return int.from_bytes(value, "big")
 
 
 @_register
