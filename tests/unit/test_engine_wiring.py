@@ -8,95 +8,18 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from dataclasses import dataclass, field
 
 import pytest
 
 from appliance.bgp.config import BfdTracking, BgpConfig, BgpGlobalConfig, NeighborConfig
 from appliance.bgp.family import IPV4_UNICAST, prefix_to_key
-from appliance.bgp.packet.capability import Negotiated
-from appliance.bgp.packet.pathattrs import PathAttributes
-from appliance.bgp.packet.update import Update
 from appliance.bgp.speaker import CEASE_BFD_DOWN, Speaker
 from appliance.config.native import load_file, parse
 from appliance.engine.control import METHODS, ControlServer
 from appliance.engine.engine import Engine
 from appliance.rib import RibManager, RoutingConfig
-
-
-@dataclass
-class FakeStats:
-    sent: dict = field(default_factory=lambda: {"notification": 0})
-    received: dict = field(default_factory=lambda: {"notification": 0})
-    established_at: float | None = None
-
-
-class FakePeer:
-    """What the speaker and the engine read of a Peer; records what they ask of it."""
-
-    def __init__(self, config: NeighborConfig, router_id: str) -> None:
-        self.config = config
-        self.state = "Established"
-        self.local_address = "10.0.0.1"
-        self.stats = FakeStats()
-        self.sent: list[bytes] = []
-        self.refreshes: list = []
-        self.resets: list = []
-        self.negotiated = Negotiated(
-            families=frozenset({IPV4_UNICAST}), four_octet_as=True, route_refresh=True,
-            enhanced_route_refresh=False, extended_message=False, max_message_len=4096,
-            hold_time=90, keepalive_interval=30, peer_asn=config.peer_as,
-            peer_router_id=router_id, peer_graceful_restart=None,
-        )
-
-    def send_raw(self, msgs):
-        self.sent.extend(msgs)
-        return True
-
-    def can_send(self):
-        return True
-
-    def send_route_refresh(self, family, subtype=0):
-        self.refreshes.append((family, subtype))
-        return True
-
-    def reset(self, code, subcode, data=b"", *, idle_hold=None):
-        self.resets.append((code, subcode))
-        self.state = "Idle"
-
-    async def shutdown(self, message=""):
-        self.state = "Idle"
-
-    def to_dict(self):
-        return {"neighbor-address": self.config.neighbor_address, "state": self.state, "statistics": {}}
-
-
-def _update(announced=(), withdrawn=()) -> Update:
-    u = Update.__new__(Update)
-    u.announced = list(announced)
-    u.withdrawn = list(withdrawn)
-    u.end_of_rib = None
-    u.treat_as_withdraw = False
-    u.diagnostics = []
-    return u
-
-
-def attrs(*asns, nh="10.0.0.2", **kw) -> PathAttributes:
-    return PathAttributes(as_path=((2, asns),), next_hop=bytes(map(int, nh.split("."))), **kw)
-
-
-def drain(loop, turns=50):
-    for _ in range(turns):
-        loop.call_soon(loop.stop)
-        loop.run_forever()
-
-
-def establish(sp: Speaker, cfg: NeighborConfig, router_id: str) -> FakePeer:
-    p = FakePeer(cfg, router_id)
-    sp.peers[cfg.neighbor_address] = p  # type: ignore[assignment]
-    sp.session_established(p)  # type: ignore[arg-type]
-    return p
-
+from tests.unit.speaker_fakes import attrs, drain, establish
+from tests.unit.speaker_fakes import update as _update
 
 # -- the speaker's RIB feed -----------------------------------------------------------------
 

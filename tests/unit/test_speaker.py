@@ -7,78 +7,16 @@ best-path propagation into other peers' Adj-RIB-Out, withdrawal on session down.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 
 import pytest
 
 from appliance.bgp.config import BgpConfig, BgpGlobalConfig, NeighborConfig
-from appliance.bgp.family import IPV4_UNICAST, key_to_prefix, prefix_to_key
-from appliance.bgp.packet.capability import Negotiated
-from appliance.bgp.packet.pathattrs import PathAttributes
-from appliance.bgp.packet.update import Update, UpdateDecoder
-from appliance.bgp.speaker import Speaker
-
-
-@dataclass
-class FakeStats:
-    sent: dict = field(default_factory=lambda: {"notification": 0})
-    received: dict = field(default_factory=lambda: {"notification": 0})
-    established_at: float | None = None
-
-
-class FakePeer:
-    """Just what the speaker reads of a Peer; records what it is asked to send."""
-
-    def __init__(self, config: NeighborConfig, router_id: str) -> None:
-        self.config = config
-        self.state = "Established"
-        self.local_address = "10.0.0.1"
-        self.stats = FakeStats()
-        self.sent: list[bytes] = []
-        self.negotiated = Negotiated(
-            families=frozenset({IPV4_UNICAST}), four_octet_as=True, route_refresh=True,
-            enhanced_route_refresh=False, extended_message=False, max_message_len=4096,
-            hold_time=90, keepalive_interval=30, peer_asn=config.peer_as,
-            peer_router_id=router_id, peer_graceful_restart=None,
-        )
-
-    def send_raw(self, msgs: list[bytes]) -> bool:
-        self.sent.extend(msgs)
-        return True
-
-    def can_send(self) -> bool:
-        return True
-
-    def to_dict(self) -> dict:
-        return {"neighbor-address": self.config.neighbor_address, "state": self.state, "statistics": {}}
-
-    def received_prefixes(self) -> dict[str, PathAttributes | None]:
-        """Replay what we sent through a decoder: prefix -> attrs (None = withdrawn)."""
-        dec = UpdateDecoder(four_octet_as=True, ebgp=True)
-        state: dict[str, PathAttributes | None] = {}
-        for m in self.sent:
-            u = dec.decode(m[19:])
-            for _fam, keys in u.withdrawn:
-                for k in keys:
-                    state[key_to_prefix(k, 1)] = None
-            for _fam, attrs, keys in u.announced:
-                for k in keys:
-                    state[key_to_prefix(k, 1)] = attrs
-        return state
-
-
-def _update(announced=(), withdrawn=()) -> Update:
-    u = Update.__new__(Update)
-    u.announced = list(announced)
-    u.withdrawn = list(withdrawn)
-    u.end_of_rib = None
-    u.treat_as_withdraw = False
-    u.diagnostics = []
-    return u
-
-
-def attrs(*asns: int, nh: str = "10.0.0.2", **kw) -> PathAttributes:
-    return PathAttributes(as_path=((2, asns),), next_hop=bytes(map(int, nh.split("."))), **kw)
+from appliance.bgp.family import IPV4_UNICAST, prefix_to_key
+from appliance.bgp.rib.adj_in import AdjRibIn
+from appliance.bgp.rib.adj_out import AdjRibOut
+from appliance.bgp.speaker import PeerRibs, Speaker
+from tests.unit.speaker_fakes import attrs, drain, establish
+from tests.unit.speaker_fakes import update as _update
 
 
 @pytest.fixture
@@ -91,23 +29,11 @@ def world():
     sp = Speaker(cfg, loop=loop)
     peers = {}
     for n in cfg.neighbors:
-        from appliance.bgp.rib.adj_in import AdjRibIn
-        from appliance.bgp.rib.adj_out import AdjRibOut
-        from appliance.bgp.speaker import PeerRibs
-
-        p = FakePeer(n, n.neighbor_address)
-        sp.peers[n.neighbor_address] = p  # type: ignore[assignment]
+        # start() is not run (no sockets): the per-neighbor RIBs are made here
         sp.ribs[n.neighbor_address] = PeerRibs(adj_in=AdjRibIn(), adj_out=AdjRibOut())
-        sp.session_established(p)  # type: ignore[arg-type]
-        peers[n.neighbor_address] = p
+        peers[n.neighbor_address] = establish(sp, n, n.neighbor_address)
     yield sp, peers, loop
     loop.close()
-
-
-def drain(loop: asyncio.AbstractEventLoop) -> None:
-    for _ in range(50):
-        loop.call_soon(loop.stop)
-        loop.run_forever()
 
 
 K1, K2 = prefix_to_key("192.0.2.0/24"), prefix_to_key("198.51.100.0/24")
