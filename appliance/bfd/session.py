@@ -63,6 +63,19 @@ _MAX_WAIT = 0.5         # s: the loop re-checks its stop flag at least this ofte
 Listener = Callable[[str, str, str, str], Any]
 
 
+def wait_for_state(get_state: Callable[[str], str | None], peer: str, state: str,
+                   timeout: float, step: float) -> bool:
+    """Poll ``get_state(peer)`` until it is ``state``, bounded in time and count."""
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / step) + 2):
+        if get_state(peer) == state:
+            return True
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(step)
+    return False
+
+
 def normalize(addr: str) -> str:
     return ipaddress.ip_address(addr.split("%", 1)[0]).compressed
 
@@ -378,14 +391,7 @@ class BfdManager:
 
     def wait_state(self, peer: str, state: str, timeout: float) -> bool:
         """Poll (bounded) until the session reaches ``state``; for tests and tools."""
-        deadline = time.monotonic() + timeout
-        for _ in range(int(timeout / 0.005) + 2):
-            if self.state(peer) == state:
-                return True
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.005)
-        return False
+        return wait_for_state(self.state, peer, state, timeout, 0.005)
 
     # -- listeners ---------------------------------------------------------------------------
     def add_listener(self, callback: Listener, loop: asyncio.AbstractEventLoop | None = None) -> None:

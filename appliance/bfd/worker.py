@@ -25,7 +25,7 @@ from typing import Any
 
 from .config import AuthConfig, SessionConfig
 from .packet import AuthType
-from .session import BfdManager, Listener, normalize
+from .session import BfdManager, Listener, normalize, wait_for_state
 
 REQUEST_TIMEOUT = 5.0
 
@@ -187,14 +187,7 @@ class BfdProcess:
         return self._call("stats")
 
     def wait_state(self, peer: str, state: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        for _ in range(int(timeout / 0.01) + 2):
-            if self.state(peer) == state:
-                return True
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.01)
-        return False
+        return wait_for_state(self.state, peer, state, timeout, 0.01)
 
     def add_listener(self, callback: Listener, loop: asyncio.AbstractEventLoop | None = None) -> None:
         if loop is None:
