@@ -205,21 +205,30 @@ def _wants_creation(edit: Any, op: str) -> bool:
     return False
 
 
+def _removing(op: str, exists: bool, what: str, path: str) -> bool:
+    """The existence rules shared by every node kind (RFC 6241 §7.2): delete of a missing
+    node -> data-missing, create of an existing one -> data-exists. True when ``op``
+    removes the node (the caller removes it if it exists)."""
+    if op == "delete" and not exists:
+        raise MgmtError("data-missing", f"{what} does not exist.", path=path)
+    if op in ("delete", "remove"):
+        return True
+    if op == "create" and exists:
+        raise MgmtError("data-exists", f"{what} already exists.", path=path)
+    return False
+
+
 def _container(ctx: EditContext, sn: SNode, siblings: dict[str, SNode], target: dict[str, Any],
                edit: dict[str, Any], inherited: str, path: str) -> None:
     op = _op_of(ctx, edit.get("@"), inherited, path)
     if op is None:
         return
     exists = sn.member in target
-    if op == "delete" and not exists:
-        raise MgmtError("data-missing", f'Data node "{sn.name}" does not exist.', path=path)
-    if op in ("delete", "remove"):
+    if _removing(op, exists, f'Data node "{sn.name}"', path):
         if exists:
             del target[sn.member]
             ctx.changed(path, "delete")
         return
-    if op == "create" and exists:
-        raise MgmtError("data-exists", f'Data node "{sn.name}" already exists.', path=path)
     if op == "replace":
         node: dict[str, Any] = {}
         _members(ctx, sn.children(), node, edit, "merge", path)
@@ -314,16 +323,12 @@ def _list_entry(ctx: EditContext, sn: SNode, target: dict[str, Any], edit: dict[
     try:
         i = ctx.find(entries, sn, keys)
         exists = i is not None
-        if op == "delete" and not exists:
-            raise MgmtError("data-missing", f'Data node "{sn.name}" does not exist.', path=path)
-        if op in ("delete", "remove"):
+        if _removing(op, exists, f'Data node "{sn.name}"', path):
             if exists:
                 del entries[i]
                 ctx.placed(entries, sn, None, i, None)
                 ctx.changed(path, "delete")
             return
-        if op == "create" and exists:
-            raise MgmtError("data-exists", f'Data node "{sn.name}" already exists.', path=path)
         if op == "none" and not exists and not _wants_creation(edit, op):
             _members(ctx, sn.children(), dict(keys), edit, op, path, skip=sn.keys)
             return
@@ -358,15 +363,11 @@ def _leaf(ctx: EditContext, sn: SNode, siblings: dict[str, SNode], target: dict[
     if op is None or op == "none":
         return
     exists = sn.member in target
-    if op == "delete" and not exists:
-        raise MgmtError("data-missing", f'Data node "{sn.name}" does not exist.', path=path)
-    if op in ("delete", "remove"):
+    if _removing(op, exists, f'Data node "{sn.name}"', path):
         if exists:
             del target[sn.member]
             ctx.changed(path, "delete")
         return
-    if op == "create" and exists:
-        raise MgmtError("data-exists", f'Data node "{sn.name}" already exists.', path=path)
     if exists and target[sn.member] == value:
         return
     _clear_other_cases(siblings, target, sn)
@@ -384,17 +385,11 @@ def _leaflist_value(ctx: EditContext, sn: SNode, siblings: dict[str, SNode], tar
     try:
         i = next((j for j, v in enumerate(values) if _text(v) == _text(value)), None)
         exists = i is not None
-        if op == "delete" and not exists:
-            raise MgmtError("data-missing", f'Data node "{sn.name}" with value "{_text(value)}" does not exist.',
-                            path=path)
-        if op in ("delete", "remove"):
+        if _removing(op, exists, f'Data node "{sn.name}" with value "{_text(value)}"', path):
             if exists:
                 del values[i]
                 ctx.changed(path, "delete")
             return
-        if op == "create" and exists:
-            raise MgmtError("data-exists", f'Data node "{sn.name}" with value "{_text(value)}" already exists.',
-                            path=path)
         pos = _insert_position(ctx, sn, values, meta, path,
                                lambda v: next((j for j, x in enumerate(values) if _text(x) == str(v)), None),
                                YANG_VALUE)
