@@ -17,15 +17,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import logging
 import os
 import signal
+import socket
 import sys
 
 from . import __version__
 from .config.native import ConfigError, EngineConfig, SystemConfig, load_file
 from .engine.control import ControlServer
-from .engine.engine import Engine
+from .engine.engine import Engine, config_digest
 from .log import log_event, setup_logging
 
 log = logging.getLogger("fcr.daemon")
@@ -38,12 +40,20 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--config", help="startup configuration (RFC 7951 JSON); without it the engine "
                     "starts empty and waits for the management plane's config.apply")
     ap.add_argument("--control", default="/run/fcr/fcrd.sock", help="control socket path (engine API)")
+    ap.add_argument("--nsr-store", help="checkpoint store for non-stop routing (an embedded store "
+                    "file path, or a mongodb:// URI); without it NSR is off")
+    ap.add_argument("--engine-id", help="this engine's id in the checkpoint store (default: "
+                    "the host name and process id)")
+    ap.add_argument("--standby", action="store_true", help="start as the NSR standby: own nothing "
+                    "until the active engine hands its sessions over (nsr.adopt)")
+    ap.add_argument("--control-after-adopt", help="standby: take this control socket path over "
+                    "once the sessions are adopted (the active engine's well-known path)")
     ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     ap.add_argument("--version", action="version", version=f"fcrd {__version__}")
     return ap.parse_args(argv)
 
 
-async def _run(engine: Engine, control_path: str) -> int:
+async def _run(engine: Engine, control_path: str, takeover_path: str | None = None) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     reason: list[str] = []
@@ -56,6 +66,8 @@ async def _run(engine: Engine, control_path: str) -> int:
         loop.add_signal_handler(sig, _on_signal, sig.name)
 
     control = ControlServer(engine, control_path)
+    if engine.nsr is not None and takeover_path:
+        engine.nsr.on_adopted = lambda: control.move_to(takeover_path)
     try:
         os.makedirs(os.path.dirname(os.path.abspath(control_path)), exist_ok=True)
         await control.start()
@@ -93,7 +105,18 @@ def main(argv: list[str] | None = None) -> int:
         # Nothing is started for a bad file: message names the JSON path, exit 2.
         print(f"fcrd: invalid configuration {args.config}: {exc.path}: {exc.message}", file=sys.stderr)
         return 2
-    engine = Engine(config, kernel=True)
+    engine = Engine(config, kernel=True, standby=args.standby)
+    if args.config:
+        with open(args.config, encoding="utf-8") as f:
+            engine.config_digest = config_digest(json.load(f))
+    if args.nsr_store:
+        from .nsr.agent import NsrAgent
+
+        engine.nsr = NsrAgent(engine, args.nsr_store, args.engine_id or f"{socket.gethostname()}-{os.getpid()}",
+                              standby=args.standby)
+    elif args.standby:
+        print("fcrd: --standby needs --nsr-store", file=sys.stderr)
+        return 2
     profile_to = os.environ.get("FCRD_PROFILE")
     if profile_to:
         # Developer aid: profile the whole run, written on clean exit (SIGTERM).
@@ -101,10 +124,10 @@ def main(argv: list[str] | None = None) -> int:
 
         prof = cProfile.Profile()
         try:
-            return prof.runcall(asyncio.run, _run(engine, args.control))
+            return prof.runcall(asyncio.run, _run(engine, args.control, args.control_after_adopt))
         finally:
             prof.dump_stats(profile_to)
-    return asyncio.run(_run(engine, args.control))
+    return asyncio.run(_run(engine, args.control, args.control_after_adopt))
 
 
 if __name__ == "__main__":

@@ -20,8 +20,10 @@ even while a full table streams in.
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import logging
+import os
 import random
 import socket
 import time
@@ -49,6 +51,9 @@ from .fsm import (
     State,
     StateChanged,
     StopTimer,
+)
+from .fsm import (
+    KEEPALIVE as KEEPALIVE_TIMER,
 )
 from .packet import capability as cap
 from .packet.constants import (
@@ -102,6 +107,10 @@ class LocalSettings:
     graceful_restart: GracefulRestartConfig | None = None   # None: the neighbor's setting
     restarting: bool = False                    # advertise the GR Restart State bit
     families: tuple[AfiSafi, ...] | None = None  # None: the neighbor's enabled families
+
+
+class HandoverError(Exception):
+    """A session cannot be paused, detached or adopted now (the reason says why)."""
 
 
 class SessionListener(Protocol):
@@ -233,6 +242,9 @@ class Peer:
         # Frame with the largest size we could ever accept; the per-session limit
         # (4096 until Extended Message is negotiated) is checked per message.
         self._frame_max = MAX_EXTENDED_MESSAGE_LEN if config.extended_message else MAX_MESSAGE_LEN
+        # NSR handover (docs/nsr.md): reads paused and UPDATEs held while the session's
+        # state is being checkpointed; keepalives still flow until the socket is detached
+        self.handover_paused = False
 
     # -- public API ------------------------------------------------------------------------
 
@@ -341,7 +353,127 @@ class Peer:
 
     def can_send(self) -> bool:
         s = self._primary
-        return s.fsm.state is State.ESTABLISHED and s.transport is not None and not s.paused
+        return (s.fsm.state is State.ESTABLISHED and s.transport is not None and not s.paused
+                and not self.handover_paused)
+
+    # -- NSR handover (docs/nsr.md) --------------------------------------------------------
+    # Old engine: handover_pause() -> checkpoint RIBs -> await handover_drain() -> freeze the
+    # 4-tuple -> handover_detach() -> dump the TCP state of the returned socket and close it
+    # silently. New engine: restore the socket -> await adopt(snapshot, sock). Abort before
+    # detach: handover_resume().
+
+    def handover_pause(self) -> None:
+        """Stop reading (the kernel still acknowledges) and stop sending UPDATEs, so the
+        session's RIB state is fixed; keepalives keep flowing, the peer sees nothing."""
+        s = self._primary
+        if s.fsm.state is not State.ESTABLISHED or s.transport is None:
+            raise HandoverError(f"{self.name}: session is {s.fsm.state.value}, not Established")
+        if self._secondary is not None:
+            raise HandoverError(f"{self.name}: a second connection is being opened")
+        s.transport.pause_reading()
+        self.handover_paused = True
+
+    def handover_resume(self) -> None:
+        """Undo handover_pause (switchover abandoned before the socket was detached)."""
+        if not self.handover_paused:
+            return
+        self.handover_paused = False
+        s = self._primary
+        if s.transport is not None and not s.transport.is_closing():
+            s.transport.resume_reading()
+            if s.proto is not None and s.proto.buf:
+                self._data(s, s.proto)
+            self._resumed(s)
+
+    async def handover_drain(self, timeout: float = 2.0) -> None:
+        """Wait until everything written is in the kernel's send queue (the TCP dump takes
+        it from there); HandoverError when the peer does not read for ``timeout`` s."""
+        s = self._primary
+        loop = self._loop_get()
+        end = loop.time() + timeout
+        while s.transport is not None and s.transport.get_write_buffer_size():
+            if loop.time() > end:
+                raise HandoverError(f"{self.name}: {s.transport.get_write_buffer_size()} bytes "
+                                    f"not taken by the kernel after {timeout} s")
+            await asyncio.sleep(0.002)
+        if s.transport is None:
+            raise HandoverError(f"{self.name}: connection lost during the handover")
+
+    def handover_detach(self) -> tuple[socket.socket, dict[str, Any]]:
+        """Give the connection up without a packet: timers stop, the transport lets go of
+        its descriptor, and a duplicate of the socket is returned with the session's
+        snapshot (FSM with remaining timers, both OPENs, bytes read but not yet framed,
+        counters). The caller must have frozen the 4-tuple; it dumps the socket and closes
+        it silently (tcp_repair.close_silently). The peer is then Idle and silent."""
+        s = self._primary
+        t, proto = s.transport, s.proto
+        if s.fsm.state is not State.ESTABLISHED or t is None or proto is None:
+            raise HandoverError(f"{self.name}: no Established connection to detach")
+        if t.get_write_buffer_size():
+            raise HandoverError(f"{self.name}: write buffer not drained")
+        now = self._loop_get().time()
+        raw = t.get_extra_info("socket")
+        dup = socket.socket(fileno=os.dup(raw.fileno()))
+        snap = {
+            "neighbor": self.name,
+            "fsm": s.fsm.to_dict(now),
+            "outgoing": s.outgoing,
+            "local-open": self.local_open.encode().hex(),
+            "remote-open": s.remote_open.encode().hex() if s.remote_open else "",
+            "rx-pending": base64.b64encode(bytes(proto.buf)).decode("ascii"),
+            "statistics": self.stats.to_dict(),
+        }
+        for h in s.timers.values():
+            h.cancel()
+        s.timers.clear()
+        proto.session = None
+        proto.buf.clear()
+        s.transport = s.proto = None
+        t.abort()  # closes only this descriptor: the duplicate keeps the connection
+        self._primary = _Session(Fsm(self._fsm_config, rng=self._rng))  # Idle, no restart
+        self.handover_paused = False
+        log.info("event=bgp.handover-detached peer=%s", self.name)
+        return dup, snap
+
+    async def adopt(self, snap: dict[str, Any], sock: socket.socket) -> None:
+        """Continue a session another engine detached: ``sock`` is its restored socket.
+        Sends a KEEPALIVE at once; the listener is not told of an Established transition
+        (the speaker adopts the session's RIBs itself)."""
+        loop = self._loop_get()
+        p = self._primary
+        if p.fsm.state is not State.IDLE or p.transport is not None or self._secondary is not None:
+            raise HandoverError(f"{self.name}: already {p.fsm.state.value}; stop it before adopting")
+        if snap.get("neighbor") != self.name:
+            raise HandoverError(f"snapshot of {snap.get('neighbor')!r} given to {self.name}")
+        local_raw = bytes.fromhex(snap["local-open"])
+        remote_raw = bytes.fromhex(snap["remote-open"])
+        local_open = decode_open(local_raw[HEADER_LEN:])
+        remote = decode_open(remote_raw[HEADER_LEN:])
+        neg = cap.negotiate(local_open, remote, self.config.keepalive_interval)
+        self._discard(p)
+        now = loop.time()
+        s = _Session(Fsm.from_dict(snap["fsm"], now, self._fsm_config, rng=self._rng))
+        if s.fsm.state is not State.ESTABLISHED:
+            raise HandoverError(f"{self.name}: snapshot state is {s.fsm.state.value}")
+        s.remote_open, s.negotiated, s.max_len = remote, neg, neg.max_message_len
+        s.outgoing = bool(snap.get("outgoing"))
+        ttl, min_ttl = session_ttl(self.config, self.ebgp)
+        configure_session_socket(sock, ttl=ttl, min_ttl=min_ttl)
+        proto = _Protocol(self)
+        proto.buf += base64.b64decode(snap.get("rx-pending", ""))
+        self._primary = s
+        await loop.connect_accepted_socket(lambda: proto, sock)
+        self._attach(s, proto, s.outgoing)
+        _restore_stats(self.stats, snap.get("statistics") or {})
+        # a KEEPALIVE at once: the peer hears from us before anything else can go wrong
+        self._write(s, KEEPALIVE, "keepalive")
+        if s.fsm.s.keepalive_interval:
+            s.fsm.s.deadlines[KEEPALIVE_TIMER] = now + s.fsm.s.keepalive_interval
+        for name in list(s.fsm.s.deadlines):
+            self._arm(s, name)
+        log.info("event=bgp.adopted peer=%s pending-bytes=%d", self.name, len(proto.buf))
+        if proto.buf:
+            self._data(s, proto)
 
     def send_route_refresh(self, family: AfiSafi, subtype: int = 0) -> bool:
         neg = self.negotiated
@@ -843,6 +975,23 @@ class Peer:
                 local.restarting, gr.restart_time, tuple((f.afi, f.safi, 0) for f in fams),
             ))
         return Open(4, self.local_as, cfg.hold_time, local.router_id, tuple(caps))
+
+
+def _restore_stats(stats: PeerStats, d: dict[str, Any]) -> None:
+    def note(n: dict[str, Any] | None) -> tuple[int, int, str] | None:
+        return None if not n else (int(n["code"]), int(n["subcode"]), str(n.get("message", "")))
+
+    for k, v in (d.get("received") or {}).items():
+        if k in stats.received:
+            stats.received[k] = int(v)
+    for k, v in (d.get("sent") or {}).items():
+        if k in stats.sent:
+            stats.sent[k] = int(v)
+    stats.established_at = d.get("established-at")
+    stats.established_transitions = int(d.get("established-transitions") or 0)
+    stats.last_error = str(d.get("last-error") or "")
+    stats.last_notification_sent = note(d.get("last-notification-sent"))
+    stats.last_notification_received = note(d.get("last-notification-received"))
 
 
 def _addr(sockname: Any) -> str | None:

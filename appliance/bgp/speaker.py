@@ -32,11 +32,12 @@ from .nexthop import local_next_hops
 from .packet.constants import CeaseSubcode, ErrorCode, RouteRefreshSubtype
 from .packet.pathattrs import PathAttributes
 from .packet.update import AttrCache, Update
-from .peer import LocalSettings, Peer
+from .peer import HandoverError, LocalSettings, Peer
 from .rib.adj_in import AdjRibIn
 from .rib.adj_out import AdjRibOut
+from .rib.checkpoint import family_from_text, family_to_text, group_by_path, pack_keys, unpack_keys
 from .rib.decision import DecisionOptions
-from .rib.export import ExportContext, ExportPolicy
+from .rib.export import ExportCache, ExportContext, ExportPolicy
 from .rib.loc_rib import LocRib
 from .rib.path import Path, PathInterner, PeerSource, local_source
 from .transport import Listener
@@ -113,6 +114,20 @@ class FamilyAdjRibOut(AdjRibOut):
         return AdjRibOut._take(self, family, max_messages, max_len)
 
 
+class _CanonInterner:
+    """PathInterner.get with restored sources replaced by the speaker's own objects
+    (the RIBs compare sources by identity)."""
+
+    __slots__ = ("_interner", "_canon")
+
+    def __init__(self, interner: PathInterner, canon: dict[PeerSource, PeerSource]) -> None:
+        self._interner = interner
+        self._canon = canon
+
+    def get(self, source: PeerSource, attrs: PathAttributes) -> Path:
+        return self._interner.get(self._canon.get(source, source), attrs)
+
+
 def _rid_int(router_id: str) -> int:
     return int(ipaddress.IPv4Address(router_id))
 
@@ -154,6 +169,7 @@ class Speaker:
         self.loc_rib: dict[AfiSafi, FeedLocRib] = {f: FeedLocRib(f, opts) for f in FAMILIES}
         self.peers: dict[str, Peer] = {}
         self.ribs: dict[str, PeerRibs] = {}
+        self.standby = False  # NSR: peers not started, nothing listens (see start)
         self.local = local_source(self.router_id_int, self.asn)
         self.listener: Listener | None = None
         self._dirty: set[str] = set()
@@ -179,13 +195,15 @@ class Speaker:
         self.on_peer_state: Callable[[Peer, str, str], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, *, standby: bool = False) -> None:
+        """``standby`` (NSR): neighbors are created but not started and nothing listens
+        until ``activate`` (after the sessions of the active engine were adopted)."""
         g = self.config.global_
-        if g.listen_addresses:
-            self.listener = Listener(list(g.listen_addresses), g.listen_port, self._on_accept)
-            await _maybe_await(self.listener.start())
+        self.standby = standby
+        if g.listen_addresses and not standby:
+            await self._listen()
         for n in self.config.neighbors:
-            self._add_neighbor(n)
+            self._add_neighbor(n, start=not standby)
         self.set_networks(self.config.networks, self.network_attrs)
         log_event(log, "bgp.start", asn=self.asn, router_id=self.router_id,
                   listen=",".join(f"[{a}]:{g.listen_port}" if ":" in a else f"{a}:{g.listen_port}" for a in g.listen_addresses) or "none",
@@ -209,14 +227,34 @@ class Speaker:
             attr_cache=self.attr_cache,
         )
 
-    def _add_neighbor(self, n: NeighborConfig) -> None:
+    async def _listen(self) -> None:
+        g = self.config.global_
+        self.listener = Listener(list(g.listen_addresses), g.listen_port, self._on_accept)
+        await _maybe_await(self.listener.start())
+        for key, peer in self.peers.items():
+            if peer.config.tcp_md5_key:
+                self.listener.set_md5(key, peer.config.tcp_md5_key)
+
+    async def activate(self, adopted: Iterable[str] = ()) -> None:
+        """Leave standby: listen, and start the neighbors whose sessions were not adopted."""
+        if not self.standby:
+            return
+        self.standby = False
+        if self.config.global_.listen_addresses and self.listener is None:
+            await self._listen()
+        skip = set(adopted)
+        for key, peer in self.peers.items():
+            if key not in skip and peer.config.enabled:
+                peer.start()
+
+    def _add_neighbor(self, n: NeighborConfig, *, start: bool = True) -> None:
         key = n.neighbor_address
         peer = Peer(n, self._local_settings(n), self, loop=self.loop)
         self.peers[key] = peer
         self.ribs[key] = PeerRibs(adj_in=AdjRibIn(), adj_out=FamilyAdjRibOut())
         if n.tcp_md5_key and self.listener is not None:
             self.listener.set_md5(key, n.tcp_md5_key)
-        if n.enabled:
+        if n.enabled and start and not self.standby:
             peer.start()
 
     async def remove_neighbor(self, address: str) -> None:
@@ -325,6 +363,16 @@ class Speaker:
 
     # -- SessionListener -----------------------------------------------------------
     def session_established(self, peer: Peer) -> None:
+        ribs = self._session_context(peer)
+        if ribs.stale_timer is not None:
+            self._end_of_restart(ribs, ribs.source)
+        ribs.adj_out.clear()
+        for fam in ribs.families:
+            ribs.adj_out.enqueue_full(fam, self.loc_rib[fam].items())
+        self._mark_dirty(peer.config.neighbor_address)
+
+    def _session_context(self, peer: Peer) -> PeerRibs:
+        """What an Established session fixes: the route source, families, export rules."""
         n = peer.config
         key = n.neighbor_address
         ribs = self.ribs[key]
@@ -363,11 +411,118 @@ class Speaker:
                     hook.next_hop_self = own
                     if hasattr(hook, "_nhs"):
                         hook._nhs = {}  # cached rewrites for the previous address
-        if ribs.stale_timer is not None:
-            self._end_of_restart(ribs, source)
-        ribs.adj_out.clear()
+        return ribs
+
+    # -- NSR handover (docs/nsr.md) ---------------------------------------------------
+    def handover_pause(self, keys: Iterable[str] | None = None) -> list[str]:
+        """Pause reading and UPDATE output of the Established sessions (all, or ``keys``):
+        their RIB state is then fixed while it is checkpointed. Returns the paused ones."""
+        paused = []
+        try:
+            for key in (self.peers if keys is None else keys):
+                peer = self.peers[key]
+                if peer.state != "Established":
+                    continue
+                peer.handover_pause()
+                paused.append(key)
+        except BaseException:
+            self.handover_resume(paused)
+            raise
+        return paused
+
+    def handover_resume(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            peer = self.peers.get(key)
+            if peer is not None:
+                peer.handover_resume()
+                self._mark_dirty(key)
+
+    def handover_rib(self, key: str) -> dict[str, Any]:
+        """The neighbor's RIB state as plain data (Adj-RIB-In after import policy, what it
+        holds from us and what is queued for it)."""
+        ribs = self.ribs[key]
+        return {
+            "adj-in": ribs.adj_in.to_dict(),
+            "adj-out": ribs.adj_out.to_dict(),
+            "filtered": {family_to_text(f): pack_keys(ks) for f, ks in ribs.filtered.items() if ks},
+            "eorr-due": sorted(family_to_text(f) for f in ribs.eorr_due),
+            "rejected-updates": ribs.rejected_updates,
+            "treat-as-withdraw": ribs.treat_as_withdraw,
+            "notifications-at-up": ribs.notifications_at_up,
+        }
+
+    def handover_detach(self, key: str) -> tuple[socket.socket, dict[str, Any]]:
+        """Detach the paused session (see Peer.handover_detach); its routes stay in the
+        Loc-RIB (and the FIB) and nothing more is queued for it."""
+        sock, snap = self.peers[key].handover_detach()
+        self.ribs[key].export_ctx = None
+        self._dirty.discard(key)
+        return sock, snap
+
+    async def adopt_sessions(self, sessions: dict[str, tuple[dict, dict, socket.socket]]) -> list[str]:
+        """Continue sessions detached by another engine: ``sessions`` maps a neighbor to
+        (session snapshot, RIB snapshot, restored socket). Every peer gets a KEEPALIVE at
+        once; then the Adj-RIBs-In are loaded into the Loc-RIB and each peer is sent only
+        what differs from what it already holds (normally nothing)."""
+        adopted: list[str] = []
+        for key, (snap, _rib, sock) in sessions.items():
+            peer = self.peers.get(key)
+            if peer is None:
+                raise HandoverError(f"{key}: not a configured neighbor")
+            await peer.adopt(snap, sock)
+            adopted.append(key)
+        canon: dict[PeerSource, PeerSource] = {self.local: self.local}
+        for key in adopted:
+            src = self._session_context(self.peers[key]).source
+            canon[src] = src
+        interner = _CanonInterner(self.interner, canon)
+        for key in adopted:
+            self._load_ribs(self.ribs[key], sessions[key][1], interner)
+        for key in adopted:
+            ribs = self.ribs[key]
+            for fam in ribs.adj_in.families():
+                for path, keys in group_by_path(ribs.adj_in.items(fam)).items():
+                    self.loc_rib[fam].announce(path, keys)
+        for key in adopted:
+            self._resync_out(key)
+        log_event(log, "bgp.adopted", peers=len(adopted))
+        return adopted
+
+    def _load_ribs(self, ribs: PeerRibs, d: dict[str, Any], interner: Any) -> None:
+        ribs.adj_in = AdjRibIn.from_dict(d["adj-in"], interner)
+        restored = FamilyAdjRibOut.from_dict(d["adj-out"], interner=interner)
+        out = ribs.adj_out  # keeps its per-family export policies
+        out._sent, out._pending, out._full, out._eor = (
+            restored._sent, restored._pending, restored._full, restored._eor)
+        ribs.filtered = {family_from_text(f): set(unpack_keys(v)) for f, v in d.get("filtered", {}).items()}
+        ribs.eorr_due = {family_from_text(f) for f in d.get("eorr-due", [])}
+        ribs.rejected_updates = int(d.get("rejected-updates", 0))
+        ribs.treat_as_withdraw = int(d.get("treat-as-withdraw", 0))
+        ribs.notifications_at_up = int(d.get("notifications-at-up", 0))
+
+    def _resync_out(self, key: str) -> None:
+        """Queue the Loc-RIB for ``key`` against what it holds: only differences go out
+        (exported attributes are interned, so an unchanged route compares by identity)."""
+        ribs = self.ribs[key]
+        out = ribs.adj_out
+        assert ribs.export_ctx is not None
+        if out.cache is None:
+            out.cache = ExportCache(ribs.export_ctx)
+        else:
+            out.cache.set_context(ribs.export_ctx)
+        cache = out.cache
         for fam in ribs.families:
-            ribs.adj_out.enqueue_full(fam, self.loc_rib[fam].items())
+            sent = out._sent.get(fam)
+            loc = self.loc_rib[fam]
+            if sent:
+                for k, a in sent.items():
+                    sent[k] = cache.intern(a)
+                gone = [(k, None) for k in sent if k not in loc]
+            else:
+                gone = []
+            out.enqueue_many(fam, loc.items())
+            if gone:
+                out.enqueue_many(fam, gone)
         self._mark_dirty(key)
 
     def _end_of_restart(self, ribs: PeerRibs, source: PeerSource) -> None:

@@ -46,6 +46,10 @@ METHODS = {
     "bfd.sessions": "bfd_sessions",
     "policy.test": "policy_test",
     "interfaces.state": "interfaces_state",
+    "nsr.status": "nsr_status",
+    "nsr.release": "nsr_release",
+    "nsr.adopt": "nsr_adopt",
+    "nsr.resume": "nsr_resume",
 }
 _MAX_LINE = 1 << 20
 START_WAIT = 60.0  # seconds a request waits for the engine to finish starting
@@ -89,6 +93,13 @@ class ControlServer:
             os.unlink(self.path)  # a stale socket of a previous run
         self._server = await asyncio.start_unix_server(self._serve, path=self.path, limit=_MAX_LINE)
         os.chmod(self.path, 0o660)
+        self._inode = os.stat(self.path).st_ino
+
+    def move_to(self, path: str) -> None:
+        """Serve on ``path`` from now on (rename: an NSR standby takes the active engine's
+        well-known socket path once it owns the sessions)."""
+        os.replace(self.path, path)
+        self.path = path
 
     async def close(self) -> None:
         if self._server is not None:
@@ -96,8 +107,9 @@ class ControlServer:
             for w in list(self._streams):  # subscribers see the end of the stream
                 w.close()
             await self._server.wait_closed()
-        try:
-            os.unlink(self.path)
+        try:  # only our own socket: a new engine may have taken the path over
+            if os.stat(self.path).st_ino == getattr(self, "_inode", None):
+                os.unlink(self.path)
         except FileNotFoundError:
             pass
 

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import ipaddress
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -81,11 +83,18 @@ def _chains(n: NeighborConfig) -> dict[AfiSafi, tuple]:
 
 
 class Engine:
-    def __init__(self, config: EngineConfig, *, netns: str | None = None, kernel: bool = False) -> None:
+    def __init__(self, config: EngineConfig, *, netns: str | None = None, kernel: bool = False,
+                 standby: bool = False) -> None:
         """``kernel`` True (fcrd): the FIB is programmed and interfaces are read and
         configured by netlink; False (the default, for tests and tools): no netlink at
-        all, the RIB still selects. ``netns``: the netlink side in that namespace."""
+        all, the RIB still selects. ``netns``: the netlink side in that namespace.
+        ``standby`` (NSR, docs/nsr.md): the engine computes everything but owns nothing
+        (no BGP connection, no listener, no BFD session, no FIB write, no interface
+        change) until ``nsr.adopt`` hands it the sessions of the active engine."""
         self.config = config
+        self.standby = standby
+        self.config_digest = ""  # sha256 of the applied configuration (NSR sync check)
+        self.nsr: Any = None     # appliance.nsr.agent.NsrAgent when NSR is enabled
         self.netns = netns
         self.kernel = kernel
         self.bgp: Speaker | None = None
@@ -129,9 +138,10 @@ class Engine:
             log_event(log, "config.not-applied", level=logging.WARNING, what=line)
         fib = self.kernel and cfg.routing.fib_enabled
         self.rib = RibManager(cfg.routing, netns=self.netns, fib=fib, interfaces=self.kernel, loop=loop)
-        await loop.run_in_executor(None, self.rib.start)  # reads our kernel routes (reconcile)
+        # reads our kernel routes (reconcile); a standby leaves the FIB to the active engine
+        await loop.run_in_executor(None, lambda: self.rib.start(fib=not self.standby))
         self.rib.on_nexthop_change(self._on_nexthop_change)
-        if self.kernel and cfg.interfaces is not None:
+        if self.kernel and cfg.interfaces is not None and not self.standby:
             for e in await self._apply_interfaces(cfg):
                 log_event(log, "engine.start-error", level=logging.ERROR, error=e)
         errors: list[str] = []
@@ -143,9 +153,12 @@ class Engine:
         if cfg.bgp is not None:
             await self._start_bgp(cfg.bgp)
         self._redistribute()
-        self._converge_handle = loop.call_later(CONVERGE_TIMEOUT, self._converge, "timer")
-        self._check_converged()
-        log_event(log, "engine.start", version=__version__, hostname=cfg.system.hostname,
+        if self.nsr is not None:
+            await self.nsr.start()
+        if not self.standby:
+            self._converge_handle = loop.call_later(CONVERGE_TIMEOUT, self._converge, "timer")
+            self._check_converged()
+        log_event(log, "engine.start", standby=self.standby, version=__version__, hostname=cfg.system.hostname,
                   fib=f"table {cfg.routing.table} protocol {cfg.routing.protocol}" if fib else "disabled",
                   bfd_sessions=len(self._bfd_wanted), static_routes=len(cfg.static.routes))
 
@@ -156,6 +169,9 @@ class Engine:
         for h in (self._converge_handle, self._redist_handle):
             if h is not None:
                 h.cancel()
+        if self.nsr is not None:
+            with contextlib.suppress(Exception):
+                await self.nsr.stop()
         if self.bgp is not None:
             # the withdrawals of the sessions going down must not reach the kernel:
             # forwarding stays as it is until the next engine reconciles it
@@ -185,7 +201,7 @@ class Engine:
         sp.on_rib_drained = self._check_converged
         sp.on_peer_state = self._on_bgp_state
         self.bgp = sp
-        await sp.start()
+        await sp.start(standby=self.standby)
         # before any session can come up (that takes several loop turns)
         for n in bgp_cfg.neighbors:
             self._install_policies(sp, n)
@@ -356,6 +372,7 @@ class Engine:
         except ConfigError as exc:
             raise EngineError(f"{exc.path}: {exc.message}") from None
         changes = await self.apply(new)
+        self.config_digest = config_digest(config)
         log_event(log, "engine.config-applied",
                   **{k: ",".join(v) if isinstance(v, list) else v for k, v in changes.items() if v})
         return changes
@@ -421,6 +438,9 @@ class Engine:
             errors.append(f"fcr-bfd:bfd: {exc}")
             return
         self._bfd_clients = clients
+        if self.standby:  # sessions are adopted or started at activation
+            self._bfd_wanted = wanted
+            return
         if wanted == self._bfd_wanted and (self.bfd is not None or not wanted):
             return
         try:
@@ -592,6 +612,77 @@ class Engine:
             self._converge_handle = None
         stale = self.rib.fib_converged()
         log_event(log, "rib.fib-converged", reason=why, stale_deleted=stale)
+
+    # -- non-stop routing (appliance/nsr/agent.py, docs/nsr.md) ------------------------
+    def _nsr(self) -> Any:
+        if self.nsr is None:
+            raise EngineError("non-stop routing is not enabled (fcrd --nsr-store)")
+        return self.nsr
+
+    async def nsr_status(self) -> dict[str, Any]:
+        return await self._nsr().status()
+
+    async def nsr_release(self, to: str | None = None, keep_frozen: bool = True) -> dict[str, Any]:
+        from ..nsr.agent import SwitchoverRefused
+
+        try:
+            return await self._nsr().release(to, keep_frozen=keep_frozen)
+        except SwitchoverRefused as exc:
+            raise EngineError(f"switchover refused: {exc}") from None
+
+    async def nsr_adopt(self) -> dict[str, Any]:
+        from ..nsr.agent import SwitchoverRefused
+
+        try:
+            return await self._nsr().adopt()
+        except SwitchoverRefused as exc:
+            raise EngineError(f"adopt refused: {exc}") from None
+
+    async def nsr_resume(self) -> dict[str, Any]:
+        from ..nsr.agent import SwitchoverRefused
+
+        try:
+            return await self._nsr().resume()
+        except SwitchoverRefused as exc:
+            raise EngineError(f"resume refused: {exc}") from None
+
+    async def nsr_start_bfd(self) -> None:
+        if self.bfd is None:
+            from ..bfd.worker import BfdProcess
+
+            bfd = BfdProcess()
+            await asyncio.get_running_loop().run_in_executor(None, bfd.start)
+            bfd.add_listener(self._on_bfd, self.loop)
+            self.bfd = bfd
+
+    async def nsr_activate(self, adopted: list[str], bfd_exported: dict[str, Any]) -> None:
+        """A standby that adopted sessions becomes the active engine: BFD sessions adopted
+        then the rest started, listening and the other neighbors started, the FIB taken
+        over (reconcile: our kernel routes stay, differences are written)."""
+        loop = asyncio.get_running_loop()
+        self.standby = False
+        if bfd_exported or self._bfd_wanted:
+            await self.nsr_start_bfd()
+            if bfd_exported and hasattr(self.bfd, "adopt_sessions"):
+                await loop.run_in_executor(None, lambda: self.bfd.adopt_sessions(bfd_exported))
+                for p in bfd_exported:
+                    self._bfd_state[_norm(p)] = "Up"
+            configs = list(self._bfd_wanted.values())
+            await loop.run_in_executor(None, lambda: self.bfd.apply(configs))
+            for peer in self._bfd_wanted:
+                self._bfd_state.setdefault(peer, "Down")
+        if self.bgp is not None:
+            await self.bgp.activate(adopted)
+            for key in adopted:
+                for fam in self.bgp.ribs[key].families:
+                    self._eor.add((key, fam))
+        if self.rib is not None:
+            await loop.run_in_executor(None, self.rib.start_fib)
+        if self.kernel and self.config.interfaces is not None:
+            for e in await self._apply_interfaces(self.config):
+                log_event(log, "engine.start-error", level=logging.ERROR, error=e)
+        self._converge_handle = loop.call_later(CONVERGE_TIMEOUT, self._converge, "timer")
+        self._check_converged()
 
     # -- operational state (the engine API) ----------------------------------------
     def _speaker(self) -> Speaker:
@@ -786,6 +877,11 @@ class Engine:
         return RouteContext(r["prefix"], attrs=attrs, protocol=protocol, route_type=route_type,
                             neighbor=neighbor, next_hop=r.get("next-hop"), local_as=local_as,
                             weight=_opt_int(r.get("weight")))
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """Identity of a configuration tree (RFC 7951 JSON): equal trees, equal digests."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _note(n: tuple[int, int, str] | None) -> dict[str, Any] | None:

@@ -122,6 +122,7 @@ class RibManager:
         self._use_interfaces = interfaces
         self.interfaces = None
         self.fib = None
+        self._fib_started = False
         if fib is True and self.config.fib_enabled:
             from .fib import Fib
             self.fib = Fib(self.config.table, self.config.protocol, self.config.kernel_metric,
@@ -132,15 +133,27 @@ class RibManager:
             self._tables[o] = {4: {}, 6: {}}
 
     # -- lifecycle -------------------------------------------------------------------------
-    def start(self) -> None:
-        """Read interfaces (connected routes), start their monitor, read our kernel routes."""
+    def start(self, fib: bool = True) -> None:
+        """Read interfaces (connected routes), start their monitor, read our kernel routes.
+        ``fib`` False (an NSR standby): select only; ``start_fib`` later takes the kernel
+        table over (reconcile, never a flush)."""
         if self._use_interfaces:
             from .interfaces import Interfaces
             self.interfaces = Interfaces(self.netns, self._interfaces_changed)
             self.interfaces.start()
             with self._lock:
                 self._sync_connected()
-        if self.fib is not None:
+        if fib:
+            self.start_fib()
+
+    @property
+    def fib_started(self) -> bool:
+        return self.fib is not None and self._fib_started
+
+    def start_fib(self) -> None:
+        """Read our kernel routes and program what is selected (differences only)."""
+        if self.fib is not None and not self._fib_started:
+            self._fib_started = True
             self.fib.start()
             with self._lock:  # what was selected before the FIB started
                 for fam in (4, 6):
@@ -150,12 +163,12 @@ class RibManager:
     def stop(self) -> None:
         if self.interfaces is not None:
             self.interfaces.stop()
-        if self.fib is not None:
+        if self.fib_started:
             self.fib.stop()
 
     def fib_converged(self) -> int:
         """The protocols have converged after a start: delete our stale kernel routes."""
-        return self.fib.converged() if self.fib is not None else 0
+        return self.fib.converged() if self.fib_started else 0
 
     def fib_wait(self, timeout: float = 60.0) -> bool:
         return self.fib.wait_idle(timeout) if self.fib is not None else True
@@ -517,7 +530,7 @@ class RibManager:
             ch = self._fib_changes[fam]
             if ch:
                 self._fib_changes[fam] = {}
-                if self.fib is not None:
+                if self._fib_started:
                     self.fib.set_many(fam, ch)
         if self._nh_events:
             events, self._nh_events = self._nh_events, []

@@ -1,0 +1,475 @@
+"""The routing engine's side of non-stop routing: ownership, standby sync, handover.
+
+One ``NsrAgent`` per engine process (``Engine.nsr``). It owns the engine's connection to
+the checkpoint store (a single worker thread: the store is blocking and is never called
+from the event loop, DESIGN.md invariant 4), the ownership lease and the two halves of a
+switchover:
+
+- ``release(to)`` on the active engine: pause the sessions (reads stop, the kernel still
+  acknowledges; keepalives keep flowing), checkpoint their RIBs, drain the write buffers,
+  freeze the 4-tuples (nftables), detach each connection and dump it (TCP_REPAIR), export
+  the BFD sessions, write everything fenced by the lease, transfer the lease to ``to`` in
+  one compare-and-set, close the sockets silently.
+- ``adopt()`` on the standby that now holds the lease: restore each socket (TCP_REPAIR,
+  MD5 key from configuration), lift the freeze, leave repair mode (window probe), send a
+  KEEPALIVE at once, then load the RIBs, adopt the BFD sessions, start listening and
+  take the FIB over (reconcile, never a flush).
+- ``resume()`` on the old engine when the new one failed: take the lease back and adopt
+  its own checkpoint.
+
+Store layout: lease ``LEASE`` (one per routing instance: all sessions move together);
+namespace ``nsr`` holds ``standby/<engine-id>`` (heartbeat, config digest) and
+``handover`` (the last switchover); ``nsr.session``/``nsr.rib`` one record per neighbor.
+See docs/nsr.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from .. import __version__
+from ..log import log_event
+from . import netlock, tcp_repair
+from .store import Lease, LeaseConflict, StoreError, StoreUnavailable, open_store
+
+log = logging.getLogger("fcr.nsr")
+
+LEASE = "routing-engine"
+NS = "nsr"
+NS_SESSION = "nsr.session"
+NS_RIB = "nsr.rib"
+LEASE_TTL = 10.0            # s: an owner that stops renewing loses its sessions after this
+RENEW_EVERY = LEASE_TTL / 4
+STANDBY_FRESH = 5.0         # s: a standby heartbeat older than this is not in sync
+DRAIN_TIMEOUT = 2.0
+FAULT_ENV = "FCR_NSR_FAULT"  # tests: "adopt-after-restore" makes adopt die half-way
+
+
+class SwitchoverRefused(Exception):
+    """The switchover was not started; the sessions are as they were (reason in text)."""
+
+
+class NsrAgent:
+    def __init__(self, engine: Any, store_url: str, engine_id: str, *, standby: bool = False) -> None:
+        self.engine = engine
+        self.store_url = store_url
+        self.engine_id = engine_id
+        self.role = "standby" if standby else "active"
+        self.lease: Lease | None = None
+        self.fenced = False
+        self.last_switchover: dict[str, Any] | None = None
+        self.store_error = ""
+        self._store: Any = None
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fcr-nsr-store")
+        self._task: asyncio.Task[None] | None = None
+        # what this engine released, kept to resume if the new engine fails
+        self._released: dict[str, Any] | None = None
+        self.on_adopted: Any = None  # called once the sessions are adopted (fcrd: control path)
+
+    # -- store access (one thread) ---------------------------------------------------
+    async def _call(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kw))
+
+    def _open(self) -> Any:
+        if self._store is None:
+            self._store = open_store(self.store_url)
+        return self._store
+
+    async def store(self) -> Any:
+        try:
+            st = await self._call(self._open)
+        except StoreError as exc:
+            self.store_error = str(exc)
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure to open is "unreachable"
+            self.store_error = str(exc)
+            raise StoreUnavailable(f"checkpoint store {self.store_url}: {exc}") from exc
+        self.store_error = ""
+        return st
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        try:
+            st = await self.store()
+            if self.role == "active":
+                self.lease = await self._call(st.acquire_lease, LEASE, self.engine_id, LEASE_TTL)
+                log_event(log, "nsr.lease", owner=self.engine_id, epoch=self.lease.epoch)
+            else:
+                await self._heartbeat()
+        except LeaseConflict as exc:
+            log_event(log, "nsr.lease-held", level=logging.WARNING, error=str(exc))
+        except StoreError as exc:
+            log_event(log, "nsr.store-unavailable", level=logging.WARNING, error=str(exc))
+        self._task = asyncio.get_running_loop().create_task(self._keeper())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._store is not None:
+            with contextlib.suppress(Exception):
+                await self._call(self._store.close)
+        self._pool.shutdown(wait=False)
+
+    async def _keeper(self) -> None:
+        """Renew the lease (active) or the heartbeat (standby). A renewal refused because
+        someone holds a newer epoch fences this engine: it goes silent."""
+        while True:
+            await asyncio.sleep(RENEW_EVERY if self.role == "active" else 1.0)
+            try:
+                st = await self.store()
+                if self.role == "active" and not self.fenced:
+                    if self.lease is None:
+                        self.lease = await self._call(st.acquire_lease, LEASE, self.engine_id, LEASE_TTL)
+                    else:
+                        self.lease = await self._call(st.renew, self.lease, LEASE_TTL)
+                elif self.role == "standby":
+                    await self._heartbeat()
+            except LeaseConflict as exc:
+                if self.lease is not None:
+                    await self._fence(str(exc))
+            except StoreError as exc:
+                log_event(log, "nsr.store-unavailable", level=logging.WARNING, error=str(exc))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the keeper must keep going
+                log_event(log, "nsr.keeper-error", level=logging.ERROR, error=repr(exc))
+
+    async def _heartbeat(self) -> None:
+        st = await self.store()
+        rec = {"engine-id": self.engine_id, "ready": self.engine.rib is not None,
+               "config-digest": self.engine.config_digest, "pid": os.getpid(),
+               "version": __version__, "time": time.time()}
+        await self._call(st.put, NS, f"standby/{self.engine_id}", rec)
+
+    async def _fence(self, why: str) -> None:
+        """Someone else owns the sessions (a newer epoch): say nothing more on them. Each
+        connection is frozen and closed in repair mode (no FIN, no RST); the BFD sessions
+        go silent; the FIB is left alone."""
+        self.fenced = True
+        self.role = "fenced"
+        log_event(log, "nsr.fenced", level=logging.WARNING, reason=why)
+        sp = self.engine.bgp
+        if sp is None:
+            return
+        keys = [k for k, p in sp.peers.items() if p.state == "Established"]
+        tuples = []
+        socks = []
+        for k in keys:
+            with contextlib.suppress(Exception):
+                sp.peers[k].handover_pause()
+                t = _four_tuple(sp.peers[k])
+                sock, _snap = sp.handover_detach(k)
+                socks.append(sock)
+                tuples.append(t)
+        if tuples:
+            with contextlib.suppress(Exception):
+                netlock.NetLock(tuples, table=f"{netlock.TABLE_PREFIX}_fenced").acquire()
+        for sock in socks:
+            with contextlib.suppress(Exception):
+                tcp_repair.close_silently(sock)
+        if self.engine.bfd is not None:
+            with contextlib.suppress(Exception):
+                await self._call(self.engine.bfd.export_sessions)
+        for p in sp.peers.values():  # no reconnect attempts from a fenced engine
+            with contextlib.suppress(Exception):
+                p.stop()
+
+    # -- status ---------------------------------------------------------------------------
+    async def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "engine-id": self.engine_id, "role": self.role, "store": self.store_url,
+            "active": self.role == "active" and self.lease is not None and not self.fenced,
+            "epoch": self.lease.epoch if self.lease else None, "pid": os.getpid(),
+        }
+        try:
+            st = await self.store()
+            lease = await self._call(st.get_lease, LEASE)
+            out["store-connected"] = True
+            out["lease"] = None if lease is None else {"owner": lease.owner, "epoch": lease.epoch}
+            standbys = await self._call(lambda: list(st.scan(NS, "standby/")))
+            now = time.time()
+            out["standbys"] = [dict(r.value, fresh=now - r.value.get("time", 0) < STANDBY_FRESH,
+                                    synchronized=r.value.get("config-digest") == self.engine.config_digest)
+                               for r in standbys if r.value.get("engine-id") != self.engine_id]
+        except StoreError as exc:
+            out["store-connected"] = False
+            out["store-error"] = str(exc)
+        sp = self.engine.bgp
+        out["sessions"] = sorted(k for k, p in sp.peers.items() if p.state == "Established") if sp else []
+        out["last-switchover"] = self.last_switchover
+        return out
+
+    # -- the active side ----------------------------------------------------------------
+    async def _check_target(self, st: Any, to: str | None) -> str:
+        recs = await self._call(lambda: list(st.scan(NS, "standby/")))
+        now = time.time()
+        cands = {r.value.get("engine-id"): r.value for r in recs if r.value.get("engine-id") != self.engine_id}
+        if to is None:
+            fresh = [k for k, v in cands.items() if now - v.get("time", 0) < STANDBY_FRESH]
+            if len(fresh) != 1:
+                raise SwitchoverRefused(f"no single live standby to hand over to (live: {sorted(fresh)})")
+            to = fresh[0]
+        rec = cands.get(to)
+        if rec is None:
+            raise SwitchoverRefused(f"standby {to!r} is not registered in the checkpoint store")
+        if now - rec.get("time", 0) >= STANDBY_FRESH:
+            raise SwitchoverRefused(f"standby {to!r} is not alive (last heartbeat "
+                                    f"{now - rec.get('time', 0):.1f} s ago)")
+        if not rec.get("ready"):
+            raise SwitchoverRefused(f"standby {to!r} has not finished starting")
+        if rec.get("config-digest") != self.engine.config_digest:
+            raise SwitchoverRefused(f"standby {to!r} is not synchronized: its configuration differs "
+                                    "from the active engine's")
+        return to
+
+    async def release(self, to: str | None = None, *, keep_frozen: bool = True) -> dict[str, Any]:
+        """Hand every Established session to the standby ``to`` (see the module doc).
+        Refused (SwitchoverRefused / StoreError, nothing changed) before the freeze."""
+        eng = self.engine
+        sp = eng.bgp
+        if self.role != "active" or self.fenced:
+            raise SwitchoverRefused(f"this engine is {self.role}, not the active one")
+        t0 = time.monotonic()
+        try:
+            st = await self.store()
+            lease = self.lease
+            if lease is None or not await self._call(st.check, lease):
+                raise SwitchoverRefused("this engine does not hold the ownership lease")
+            to = await self._check_target(st, to)
+        except StoreError as exc:
+            raise SwitchoverRefused(f"checkpoint store unreachable: {exc}") from exc
+        keys = sp.handover_pause() if sp is not None else []
+        timing: dict[str, float] = {}
+        try:
+            ribs = {k: sp.handover_rib(k) for k in keys}
+            timing["rib-snapshot"] = time.monotonic() - t0
+            await self._call(st.put_many, [(NS_RIB, k, v) for k, v in ribs.items()], fence=lease)
+            timing["rib-written"] = time.monotonic() - t0
+            await asyncio.gather(*(sp.peers[k].handover_drain(DRAIN_TIMEOUT) for k in keys))
+        except BaseException as exc:
+            sp.handover_resume(keys)
+            if isinstance(exc, StoreError):
+                raise SwitchoverRefused(f"checkpoint store failed: {exc}") from exc
+            raise
+        # -- from here the peers may notice a pause: keep it short ------------------------
+        tuples = [_four_tuple(sp.peers[k]) for k in keys]
+        lock = netlock.NetLock(tuples)
+        if tuples:
+            await asyncio.get_running_loop().run_in_executor(None, lock.acquire)
+        t_freeze = time.monotonic()
+        detached: dict[str, tuple[socket.socket, dict, tcp_repair.TcpState]] = {}
+        try:
+            for k in keys:
+                sock, snap = sp.handover_detach(k)
+                detached[k] = (sock, snap, None)  # type: ignore[assignment]  # dumped next
+                detached[k] = (sock, snap, tcp_repair.dump(sock))
+            bfd = await self._export_bfd()
+            epoch = lease.epoch + 1
+            records = [(NS_SESSION, k, {"epoch": epoch, "to": to, "bgp": snap, "tcp": tcp.to_dict(),
+                                        "bfd": bfd.get(_norm(k))})
+                       for k, (_s, snap, tcp) in detached.items()]
+            handover = {"from": self.engine_id, "to": to, "epoch": epoch, "peers": keys,
+                        "freeze-table": lock.table if tuples else None, "time": time.time(),
+                        "bfd-other": {p: v for p, v in bfd.items() if p not in {_norm(k) for k in keys}}}
+            await self._call(st.put_many, [*records, (NS, "handover", handover)], fence=lease)
+            new_lease = await self._call(st.transfer, LEASE, lease, to, LEASE_TTL)
+        except BaseException as exc:
+            # nothing was handed over: take the sessions back from our own dump
+            log_event(log, "nsr.release-failed", level=logging.ERROR, error=repr(exc))
+            await self._readopt(detached, lock, bfd=locals().get("bfd") or {})
+            if isinstance(exc, (StoreError, LeaseConflict)):
+                raise SwitchoverRefused(f"switchover abandoned, sessions kept: {exc}") from exc
+            raise
+        self.lease = None
+        self.role = "released"
+        for sock, _snap, _tcp in detached.values():
+            with contextlib.suppress(OSError):
+                tcp_repair.close_silently(sock)
+        if sp.listener is not None:
+            with contextlib.suppress(Exception):
+                await _maybe_await(sp.listener.close())
+            sp.listener = None
+        if not keep_frozen and tuples:
+            await asyncio.get_running_loop().run_in_executor(None, lock.release)
+        self._released = {"records": {k: (snap, tcp, ribs[k]) for k, (_s, snap, tcp) in detached.items()},
+                          "lock": lock, "bfd": bfd, "to": to, "epoch": new_lease.epoch}
+        timing["frozen-at"] = t_freeze - t0
+        timing["released"] = time.monotonic() - t0
+        self.last_switchover = {"time": time.time(), "to": to, "result": "released",
+                                "epoch": new_lease.epoch, "timing": timing}
+        log_event(log, "nsr.released", to=to, epoch=new_lease.epoch, peers=len(keys),
+                  **{k: round(v, 4) for k, v in timing.items()})
+        return {"to": to, "epoch": new_lease.epoch, "peers": keys, "timing": timing,
+                "freeze-table": lock.table if tuples else None}
+
+    async def _export_bfd(self) -> dict[str, Any]:
+        bfd = self.engine.bfd
+        if bfd is None or not hasattr(bfd, "export_sessions"):
+            return {}
+        return {_norm(p): v for p, v in (await self._call(bfd.export_sessions)).items()}
+
+    async def _readopt(self, detached: dict, lock: netlock.NetLock, bfd: dict) -> None:
+        """Undo a failed release: our own sockets are still open (repair mode)."""
+        sp = self.engine.bgp
+        sessions = {}
+        for k, (sock, snap, _tcp) in detached.items():
+            with contextlib.suppress(OSError):
+                tcp_repair.leave_repair(sock, window_probe=False)
+            sessions[k] = (snap, sp.handover_rib(k), sock)
+        with contextlib.suppress(Exception):
+            await asyncio.get_running_loop().run_in_executor(None, lock.release)
+        if sessions:
+            await sp.adopt_sessions(sessions)
+        await self._adopt_bfd(bfd)
+
+    async def resume(self) -> dict[str, Any]:
+        """The new engine failed after the lease moved: take the lease back and restore
+        our own checkpoint (the 4-tuples are still frozen)."""
+        rel = self._released
+        if rel is None:
+            raise SwitchoverRefused("nothing was released by this engine")
+        st = await self.store()
+        cur = await self._call(st.get_lease, LEASE)
+        if cur is None or cur.epoch != rel["epoch"]:
+            raise SwitchoverRefused(f"the lease moved on (epoch {cur.epoch if cur else None}, "
+                                    f"released at {rel['epoch']}): not resuming")
+        self.lease = await self._call(st.transfer, LEASE, cur, self.engine_id, LEASE_TTL)
+        self.role = "active"
+        socks = {}
+        for k, (snap, tcp, rib) in rel["records"].items():
+            socks[k] = (snap, rib, self._restore_socket(k, tcp))
+        lock = rel["lock"]
+        with contextlib.suppress(Exception):
+            await asyncio.get_running_loop().run_in_executor(None, lock.release)
+        for _snap, _rib, sock in socks.values():
+            tcp_repair.leave_repair(sock)
+        await self.engine.bgp.adopt_sessions(socks)
+        await self._adopt_bfd(rel["bfd"])
+        sp = self.engine.bgp
+        if sp.listener is None and sp.config.global_.listen_addresses:
+            await sp._listen()
+        self._released = None
+        self.last_switchover = {"time": time.time(), "result": "resumed", "epoch": self.lease.epoch}
+        log_event(log, "nsr.resumed", epoch=self.lease.epoch, peers=len(socks))
+        return {"epoch": self.lease.epoch, "peers": sorted(socks)}
+
+    def _restore_socket(self, key: str, tcp: tcp_repair.TcpState) -> socket.socket:
+        n = self.engine.bgp.peers[key].config
+        return tcp_repair.restore(tcp, md5_key=n.tcp_md5_key, leave_repair_mode=False)
+
+    async def _adopt_bfd(self, exported: dict[str, Any]) -> None:
+        if not exported:
+            return
+        eng = self.engine
+        if eng.bfd is None:
+            await eng.nsr_start_bfd()
+        if eng.bfd is not None and hasattr(eng.bfd, "adopt_sessions"):
+            await self._call(eng.bfd.adopt_sessions, exported)
+
+    # -- the standby side ----------------------------------------------------------------
+    async def adopt(self) -> dict[str, Any]:
+        """Take over the sessions the active engine released to this one."""
+        eng = self.engine
+        sp = eng.bgp
+        if self.role != "standby":
+            raise SwitchoverRefused(f"this engine is {self.role}, not a standby")
+        t0 = time.monotonic()
+        st = await self.store()
+        lease = await self._call(st.get_lease, LEASE)
+        if lease is None or lease.owner != self.engine_id:
+            raise SwitchoverRefused(f"the sessions were not handed to {self.engine_id} "
+                                    f"(lease: {lease.owner if lease else None})")
+        lease = await self._call(st.renew, lease, LEASE_TTL)
+        self.lease = lease
+        rec = await self._call(st.get, NS, "handover")
+        ho = rec.value if rec else {}
+        if ho.get("epoch") != lease.epoch:
+            raise SwitchoverRefused(f"handover record is for epoch {ho.get('epoch')}, lease is {lease.epoch}")
+        keys = list(ho.get("peers", []))
+
+        def read_all() -> dict[str, tuple[dict, dict]]:
+            out = {}
+            for k in keys:
+                s = st.get(NS_SESSION, k)
+                r = st.get(NS_RIB, k)
+                if s is None or r is None or s.value.get("epoch") != lease.epoch:
+                    raise SwitchoverRefused(f"{k}: no checkpoint of epoch {lease.epoch}")
+                out[k] = (s.value, r.value)
+            return out
+
+        recs = await self._call(read_all)
+        t_read = time.monotonic()
+        socks: dict[str, socket.socket] = {}
+        try:
+            for k, (s, _r) in recs.items():
+                if sp is None or k not in sp.peers:
+                    raise SwitchoverRefused(f"{k}: not a configured neighbor here")
+                socks[k] = self._restore_socket(k, tcp_repair.TcpState.from_dict(s["tcp"]))
+            if os.environ.get(FAULT_ENV) == "adopt-after-restore":
+                log_event(log, "nsr.fault-injected", point="adopt-after-restore")
+                os._exit(70)
+            table = ho.get("freeze-table")
+            if table:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: netlock.nft(["delete", "table", "inet", table], None,
+                                              action=f"unfreeze {table}", check=False))
+            for sock in socks.values():
+                tcp_repair.leave_repair(sock)
+        except BaseException:
+            for sock in socks.values():
+                with contextlib.suppress(OSError):
+                    tcp_repair.close_silently(sock)
+            raise
+        t_restored = time.monotonic()
+        self.role = "active"
+        adopted = await sp.adopt_sessions({k: (s["bgp"], r, socks[k]) for k, (s, r) in recs.items()})
+        t_bgp = time.monotonic()
+        bfd = {_norm(k): s["bfd"] for k, (s, _r) in recs.items() if s.get("bfd")}
+        bfd.update(ho.get("bfd-other") or {})
+        await eng.nsr_activate(adopted, bfd)
+        t_done = time.monotonic()
+        timing = {"records-read": t_read - t0, "sockets-restored": t_restored - t0,
+                  "bgp-adopted": t_bgp - t0, "done": t_done - t0}
+        self.last_switchover = {"time": time.time(), "from": ho.get("from"), "result": "adopted",
+                                "epoch": lease.epoch, "timing": timing}
+        log_event(log, "nsr.adopted", epoch=lease.epoch, peers=len(adopted),
+                  **{k: round(v, 4) for k, v in timing.items()})
+        with contextlib.suppress(StoreError):
+            await self._call(st.delete, NS, f"standby/{self.engine_id}")
+        if self.on_adopted is not None:
+            try:
+                self.on_adopted()
+            except Exception as exc:  # noqa: BLE001 - the sessions are ours whatever happens here
+                log_event(log, "nsr.on-adopted-error", level=logging.ERROR, error=repr(exc))
+        return {"epoch": lease.epoch, "peers": adopted, "timing": timing}
+
+
+def _four_tuple(peer: Any) -> tuple[str, int, str, int]:
+    t = peer._primary.transport
+    local = t.get_extra_info("sockname")
+    remote = t.get_extra_info("peername")
+    return (local[0], local[1], remote[0], remote[1])
+
+
+def _norm(addr: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(addr))
+    except ValueError:
+        return addr
+
+
+async def _maybe_await(value: Any) -> None:
+    if asyncio.iscoroutine(value):
+        await value

@@ -1,0 +1,163 @@
+"""NSR: in-service software upgrade on one box, against FRR (bgpd + bfdd).
+
+    fcr 10.0.91.1 ---- 10.0.91.2 frr     eBGP, TCP-MD5, BFD 300 ms x 3
+
+The active fcrd (engine e0, embedded checkpoint store) has 10,000 routes from FRR and
+sends it 10,000. `run_issu` starts a new fcrd as standby, the old one releases every
+session through the store, the new one adopts them, the old one exits. FRR must not
+notice: same established time (bgpTimerUpEstablishedEpoch), no NOTIFICATION, no new OPEN,
+prefix counts unchanged, no withdrawal (FRR's UPDATE counters grow only by what we send
+on purpose: nothing), BFD never left Up, and no RST or FIN in a capture on FRR's side.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import signal
+import time
+
+import pytest
+
+from appliance.nsr.issu import IssuError, run_issu
+from tests.topotest import wait_until
+from tests.topotest.fcr import FcrRouter, fcrd_env, fcrd_path
+from tests.topotest.frr import FrrRouter
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(420)]
+
+FCR_AS, FRR_AS = 65001, 65002
+A, B = "10.0.91.1", "10.0.91.2"
+KEY = "nsr-s3cret"
+N_ROUTES = 10_000
+ISSU_REPEAT = 20
+
+
+def prefixes(base: str, n: int) -> list[str]:
+    net = ipaddress.ip_network(base)
+    first = int(net.network_address)
+    return [f"{ipaddress.IPv4Address(first + (i << 8))}/24" for i in range(n)]
+
+
+FRR_NETS = prefixes("10.128.0.0/9", N_ROUTES)
+FCR_NETS = prefixes("172.16.0.0/12", N_ROUTES)
+
+
+def fcr_config() -> dict:
+    return {
+        "fcr-system:system": {"hostname": "fcr"},
+        "fcr-routing:routing": {"fib": {"enabled": False}},
+        "fcr-bgp:bgp": {
+            "global": {"as": FCR_AS, "router-id": "10.255.0.1"},
+            "neighbors": {"neighbor": [{
+                "neighbor-address": B, "peer-as": FRR_AS,
+                "timers": {"connect-retry": 1, "hold-time": 9, "keepalive-interval": 3},
+                "transport": {"tcp-md5-key": KEY},
+                "bfd": {"enabled": True, "desired-min-tx-interval": 300000,
+                        "required-min-rx-interval": 300000, "detection-multiplier": 3},
+                "afi-safis": {"afi-safi": [{"afi-safi-name": "ipv4-unicast"}]},
+            }]},
+            "networks": {"network": [{"prefix": p} for p in FCR_NETS]},
+        },
+    }
+
+
+def frr_config() -> str:
+    return FrrRouter.render_bgp(
+        FRR_AS, B, [{"address": A, "remote_as": FCR_AS, "connect_retry": 1, "timers": (3, 9),
+                     "extra": [f"password {KEY}", "bfd", "bfd profile nsr"]}],
+        {"ipv4": FRR_NETS})
+
+
+def frr_view(frr: FrrRouter) -> dict:
+    n = frr.neighbor(A)
+    ms = n.get("messageStats", {})
+    af = n.get("addressFamilyInfo", {}).get("ipv4Unicast", {})
+    return {
+        "state": n.get("bgpState"),
+        "established-epoch": n.get("bgpTimerUpEstablishedEpoch"),
+        "established-count": n.get("connectionsEstablished"),
+        "dropped": n.get("connectionsDropped"),
+        "opens-sent": ms.get("opensSent"), "opens-recv": ms.get("opensRecv"),
+        "notifications-sent": ms.get("notificationsSent"),
+        "notifications-recv": ms.get("notificationsRecv"),
+        "updates-recv": ms.get("updatesRecv"),
+        "prefixes-received": af.get("acceptedPrefixCounter"),
+        "prefixes-sent": af.get("sentPrefixCounter"),
+    }
+
+
+def frr_bfd(frr: FrrRouter) -> dict:
+    out = frr.vtysh("show bfd peers json", daemon="bfdd").stdout
+    peers = json.loads(out) if out.strip() else []
+    return next((p for p in peers if p.get("peer") == A), {})
+
+
+def frr_bfd_counters(frr: FrrRouter) -> dict:
+    out = frr.vtysh("show bfd peers counters json", daemon="bfdd").stdout
+    peers = json.loads(out) if out.strip() else []
+    return next((p for p in peers if p.get("peer") == A), {})
+
+
+def start_standby(h, workdir, store: str, active_control: str, n: int):
+    def start(engine_id: str, control: str):
+        log = workdir / f"fcrd-{n}.log"
+        return h.popen([fcrd_path(), "--config", str(workdir / "fcr0" / "fcrd.json"),
+                        "--control", control, "--nsr-store", store, "--engine-id", engine_id,
+                        "--standby", "--control-after-adopt", active_control],
+                       log=log, env=fcrd_env())
+    return start
+
+
+def test_issu_frr(topology, workdir):
+    h, f = topology.add_host("fcr"), topology.add_host("frr")
+    topology.link(h, f, [f"{A}/24"], [f"{B}/24"])
+    frr = FrrRouter(f, workdir / "frr", frr_config(), bfd=True)
+    res = frr.vtysh("configure terminal", "bfd", "profile nsr", "receive-interval 300",
+                    "transmit-interval 300", "detect-multiplier 3", daemon="bfdd")
+    assert "%" not in res.stdout, res.stdout
+    store = str(workdir / "nsr.db")
+    fcr = FcrRouter(h, workdir / "fcr0", fcr_config(),
+                    extra_args=["--nsr-store", store, "--engine-id", "e0"])
+    fcr.wait_established(B, 60)
+    wait_until(lambda: frr_view(frr)["prefixes-received"] == N_ROUTES, 60, 0.5, "FRR has our routes")
+    wait_until(lambda: fcr.summary()["rib"]["ipv4-unicast"] == 2 * N_ROUTES, 60, 0.5,
+               "FCR has FRR's routes and its own")
+    wait_until(lambda: frr_bfd(frr).get("status") == "up", 20, 0.2, "BFD up")
+    time.sleep(1)
+    before = frr_view(frr)
+    bfd_before = frr_bfd(frr)
+    cap = workdir / "frr.pcap"
+    tcpdump = f.popen(["tcpdump", "-i", "eth0", "-n", "-U", "-w", str(cap), "tcp port 179"],
+                      log=workdir / "tcpdump.log")
+    time.sleep(1.0)
+    control = str(fcr.control)
+    timings = []
+    for i in range(ISSU_REPEAT):
+        out = run_issu(control, start_standby(h, workdir, store, control, i))
+        timings.append(out)
+        print(f"ISSU {i}: total {out['total']:.3f} s switchover {out['switchover']:.3f} s "
+              f"release {out['released']['timing']} adopt {out['adopted']['timing']}")
+        assert out["adopted"]["peers"] == [B]
+        assert fcr.summary()["rib"]["ipv4-unicast"] == 2 * N_ROUTES
+        view = frr_view(frr)
+        # FRR derives the epoch from its uptime in whole seconds: +-1 is rounding
+        assert abs(view["established-epoch"] - before["established-epoch"]) <= 1, (i, view, before)
+        for k in ("state", "established-count", "dropped", "opens-sent",
+                  "opens-recv", "notifications-sent", "notifications-recv", "prefixes-received"):
+            assert view[k] == before[k], (i, k, view, before)
+        assert frr_bfd(frr).get("status") == "up"
+    time.sleep(4)  # a keepalive interval more: the last engine keeps the session
+    view = frr_view(frr)
+    assert view["state"] == "Established" and view["established-count"] == before["established-count"], view
+    assert abs(view["established-epoch"] - before["established-epoch"]) <= 1, (view, before)
+    assert view["updates-recv"] == before["updates-recv"], (view, before)  # nothing re-sent or withdrawn
+    bfd_after = frr_bfd(frr)
+    assert bfd_after.get("status") == "up" and bfd_after.get("uptime", 0) >= bfd_before.get("uptime", 0), \
+        (bfd_before, bfd_after)
+    ctr = frr_bfd_counters(frr)
+    assert ctr.get("session-down-events", 0) == 0, ctr
+    tcpdump.send_signal(signal.SIGINT)
+    tcpdump.wait(10)
+    flags = f.run(["tcpdump", "-r", str(cap), "-n", "tcp[tcpflags] & (tcp-rst|tcp-fin) != 0"]).stdout
+    assert flags.strip() == "", flags
