@@ -95,6 +95,22 @@ def validate(cfg: SessionConfig, path: str = "session") -> None:
             raise BfdConfigError(f"{path}/authentication/key", "1..20 octets")
 
 
+def cfg_to_json(c: SessionConfig) -> dict[str, Any]:
+    """A `SessionConfig` as plain JSON-able data (the key in hex); inverse of `cfg_from_json`.
+    Used on the worker pipe and in handover exports (`BfdManager.export_sessions`)."""
+    d = {f: getattr(c, f) for f in SessionConfig.__slots__}
+    if c.auth is not None:
+        d["auth"] = {"auth_type": int(c.auth.auth_type), "key_id": c.auth.key_id, "key": c.auth.key.hex()}
+    return d
+
+
+def cfg_from_json(d: dict[str, Any]) -> SessionConfig:
+    d = dict(d)
+    a = d.pop("auth", None)
+    auth = None if a is None else AuthConfig(AuthType(a["auth_type"]), a["key_id"], bytes.fromhex(a["key"]))
+    return SessionConfig(auth=auth, **d)
+
+
 def _get(d: dict, name: str) -> Any:
     for k, v in d.items():
         if k == name or k.endswith(":" + name):

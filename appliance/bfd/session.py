@@ -13,8 +13,13 @@ Sockets (RFC 5881 single-hop, RFC 5883 multihop):
   manager's listen address, with IP_RECVTTL/IPV6_RECVHOPLIMIT and IP_PKTINFO/IPV6_RECVPKTINFO;
   single-hop packets whose TTL/hop limit is not 255 are dropped (RFC 5881 §5), multihop
   ones are accepted whatever their TTL (RFC 5883 leaves the check to configuration);
-- one transmit socket per session: source port 49152-65535 fixed for the session's life,
-  TTL/hop limit 255, TOS/traffic class CS6, SO_BINDTODEVICE when an interface is given.
+  opened when the first session of that kind is added and closed with the last one, so a
+  manager without sessions (a standby worker waiting for a handover) binds no UDP port;
+  no SO_REUSEADDR: with it Linux lets a second socket bind the same address and port and
+  hands it every unicast datagram, which would silently starve the other process;
+- one transmit socket per session: source port 49152-65535 fixed for the session's life
+  (kept across a handover when free), TTL/hop limit 255, TOS/traffic class CS6,
+  SO_BINDTODEVICE when an interface is given.
 Demultiplexing: by Your Discriminator when it is not 0 (and the source address must be
 the session's peer); otherwise by (source address, port) and, when the session names
 them, the destination address and the receiving interface.
@@ -38,7 +43,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .config import SessionConfig
+from .config import SessionConfig, cfg_from_json, cfg_to_json
 from .fsm import BfdFsm, Transition, state_name
 from .packet import DIAG_NAMES, BfdDecodeError, State, decode
 
@@ -59,6 +64,7 @@ TOS_CS6 = 0xC0
 _ANC = socket.CMSG_SPACE(4) + socket.CMSG_SPACE(20) + 64
 _RX_BURST = 64          # packets read per socket per wake-up (bounded)
 _MAX_WAIT = 0.5         # s: the loop re-checks its stop flag at least this often
+ADOPTED = "adopted"     # the `diag` of the listener event adopt_sessions() reports
 
 Listener = Callable[[str, str, str, str], Any]
 
@@ -97,7 +103,13 @@ class _Session:
         self.last_error = ""
 
 
-def _open_tx(cfg: SessionConfig, rng: random.Random) -> tuple[socket.socket, int, int, tuple]:
+def _kind(cfg: SessionConfig) -> tuple[int, int]:
+    """The (family, port) of the receive socket a session needs."""
+    return (socket.AF_INET6 if cfg.family == 6 else socket.AF_INET, cfg.port)
+
+
+def _open_tx(cfg: SessionConfig, rng: random.Random,
+             want_port: int = 0) -> tuple[socket.socket, int, int, tuple]:
     v6 = cfg.family == 6
     fam = socket.AF_INET6 if v6 else socket.AF_INET
     s = socket.socket(fam, socket.SOCK_DGRAM)
@@ -115,8 +127,11 @@ def _open_tx(cfg: SessionConfig, rng: random.Random) -> tuple[socket.socket, int
             s.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, cfg.interface.encode())
         local = cfg.local_address or ("::" if v6 else "0.0.0.0")
         last: OSError | None = None
-        for _ in range(64):  # bounded search for a free source port (RFC 5881 §4)
-            port = rng.randint(SRC_PORT_MIN, SRC_PORT_MAX)
+        # RFC 5881 §4: one source port for the session's life, so a handover asks for
+        # the old one first (free once the old owner closed it); then a bounded search.
+        first = want_port if SRC_PORT_MIN <= want_port <= SRC_PORT_MAX else 0
+        for i in range(65):
+            port = first if i == 0 and first else rng.randint(SRC_PORT_MIN, SRC_PORT_MAX)
             try:
                 s.bind((local, port, 0, ifindex) if v6 else (local, port))
                 break
@@ -137,7 +152,8 @@ def _open_tx(cfg: SessionConfig, rng: random.Random) -> tuple[socket.socket, int
 def _open_rx(family: int, addr: str, port: int) -> socket.socket:
     s = socket.socket(family, socket.SOCK_DGRAM)
     try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # No SO_REUSEADDR (see the module docstring): a port still held by another
+        # process is an EADDRINUSE here, not a silent theft of its packets.
         if family == socket.AF_INET6:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
@@ -271,29 +287,59 @@ class BfdManager:
         self._rx[(family, port)] = sock
         self._sel.register(sock, selectors.EVENT_READ, (family, port))
 
-    def add_session(self, cfg: SessionConfig, checkpoint: dict | None = None) -> dict[str, Any]:
-        """Create a session (or restore one from `checkpoint()` output); returns its state."""
+    def _release_rx(self, kind: tuple[int, int]) -> None:
+        """Close the receive socket of ``kind`` once no session needs it (lock held)."""
+        if any(_kind(s.cfg) == kind for s in self._sessions.values()):
+            return
+        sock = self._rx.pop(kind, None)
+        if sock is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(sock)
+            sock.close()
+
+    def _add_locked(self, cfg: SessionConfig, checkpoint: dict | None, now: float,
+                    src_port: int = 0) -> _Session:
+        """Create and register a session with its sockets (lock held); on error nothing
+        stays behind (no session, no socket opened for it)."""
         key = normalize(cfg.peer_address)
+        if key in self._sessions:
+            raise ValueError(f"BFD session to {key} exists")
+        rng = random.Random(self.rng.getrandbits(64))
+        if checkpoint is not None:
+            fsm = BfdFsm.from_dict(checkpoint, cfg, now, rng)
+            if fsm.local_discr in self._by_discr:
+                raise ValueError(f"local discriminator {fsm.local_discr} in use")
+        else:
+            fsm = BfdFsm(cfg, self._new_discr(), now, rng)
+            # Start within one slow interval, not all at once (§6.8.7 jitter).
+            fsm.next_tx = now + rng.uniform(0.0, 0.2)
+        kind = _kind(cfg)
+        s = _Session(cfg, fsm)
+        try:
+            self._rx_socket(*kind)
+            s.sock, s.ifindex, s.src_port, s.dst = _open_tx(cfg, rng, src_port)
+        except BaseException:
+            self._release_rx(kind)
+            raise
+        self._sessions[key] = s
+        self._by_discr[fsm.local_discr] = s
+        return s
+
+    def _drop_locked(self, s: _Session) -> None:
+        """Unregister a session and close its sockets, silently (lock held)."""
+        self._sessions.pop(s.key, None)
+        if self._by_discr.get(s.fsm.local_discr) is s:
+            del self._by_discr[s.fsm.local_discr]
+        self._close_session(s)
+        self._release_rx(_kind(s.cfg))
+
+    def add_session(self, cfg: SessionConfig, checkpoint: dict | None = None) -> dict[str, Any]:
+        """Create a session (or restore one from `checkpoint()` output); returns its state.
+        The first session of a (family, single-hop/multihop) kind binds its receive socket."""
         now = self.clock()
         with self._lock:
-            if key in self._sessions:
-                raise ValueError(f"BFD session to {key} exists")
-            family = socket.AF_INET6 if cfg.family == 6 else socket.AF_INET
-            self._rx_socket(family, cfg.port)
-            rng = random.Random(self.rng.getrandbits(64))
-            if checkpoint is not None:
-                fsm = BfdFsm.from_dict(checkpoint, cfg, now, rng)
-                if fsm.local_discr in self._by_discr:
-                    raise ValueError(f"local discriminator {fsm.local_discr} in use")
-            else:
-                fsm = BfdFsm(cfg, self._new_discr(), now, rng)
-                # Start within one slow interval, not all at once (§6.8.7 jitter).
-                fsm.next_tx = now + rng.uniform(0.0, 0.2)
-            s = _Session(cfg, fsm)
-            s.sock, s.ifindex, s.src_port, s.dst = _open_tx(cfg, rng)
-            self._sessions[key] = s
-            self._by_discr[fsm.local_discr] = s
-            state = fsm.state_dict(now)
+            s = self._add_locked(cfg, checkpoint, now)
+            state = s.fsm.state_dict(now)
         self._wake()
         return state
 
@@ -313,17 +359,122 @@ class BfdManager:
         self._wake()
 
     def remove_session(self, peer: str, admin_down: bool = True) -> bool:
-        """Remove a session; by default it tells the peer with one AdminDown packet."""
+        """Remove a session; by default it tells the peer with one AdminDown packet. Its
+        transmit socket is closed, and the receive socket with the last session of its kind."""
         key = normalize(peer)
         with self._lock:
-            s = self._sessions.pop(key, None)
+            s = self._sessions.get(key)
             if s is None:
                 return False
-            self._by_discr.pop(s.fsm.local_discr, None)
             if admin_down:
                 self._send_admin_down(s)
-            self._close_session(s)
+            self._drop_locked(s)
         return True
+
+    # -- non-stop-routing handover -------------------------------------------------------------
+    def export_sessions(self, peers: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Hand sessions over: checkpoint each and remove it silently, in one step.
+
+        For each peer (all sessions when ``peers`` is None), under the manager lock, so no
+        packet leaves between the checkpoint and the removal: the FSM checkpoint is taken
+        (`BfdFsm.to_dict`: discriminators, states, intervals, poll flag, auth sequence
+        numbers, timers as remaining time), the session is removed without sending
+        anything (no AdminDown) and its transmit socket closed; a receive socket closes
+        with the last session of its kind, so another process on this box can bind it.
+        No listener event is reported for exported sessions (they did not go Down).
+
+        Returns ``{peer: {"config": cfg_to_json(cfg), "fsm": checkpoint, "source-port": int,
+        "exported-at": unix time}}`` (JSON-able), peer being the normalized address; give it
+        to `adopt_sessions` of the new owner, or back to this manager if the handover fails.
+
+        All or nothing: if any of ``peers`` has no session (or is not an address), KeyError
+        is raised and nothing is exported. ``[]`` exports nothing and returns ``{}``.
+        """
+        with self._lock:
+            if peers is None:
+                keys = list(self._sessions)
+            else:
+                keys = []
+                for p in peers:
+                    try:
+                        k = normalize(p)
+                    except ValueError:
+                        raise KeyError(p) from None
+                    if k not in self._sessions:
+                        raise KeyError(p)
+                    if k not in keys:
+                        keys.append(k)
+            now = self.clock()
+            wall = time.time()
+            out: dict[str, dict[str, Any]] = {}
+            for k in keys:
+                s = self._sessions[k]
+                out[k] = {"config": cfg_to_json(s.cfg), "fsm": s.fsm.to_dict(now),
+                          "source-port": s.src_port, "exported-at": wall}
+                self._drop_locked(s)
+        return out
+
+    def adopt_sessions(self, exported: dict[str, dict[str, Any]]) -> None:
+        """Take over sessions exported by another manager (`export_sessions` output).
+
+        Each session is restored from its checkpoint on this manager's clock (timers are
+        remaining times, so the clocks of the two processes or boxes need not agree), on
+        the old source port when it is free, and sends one Control packet at once instead
+        of waiting for its next TX time (one packet early at most; the peer's detection
+        timer is refreshed as soon as possible). The packet carries the next auth sequence
+        number, so keyed / meticulous keyed SHA1 continue where the old owner stopped.
+
+        Listeners then get one event per session, ``(peer, state, state, "adopted")``:
+        old == new == the checkpointed state ("Up" for a live session), diag `ADOPTED` —
+        not a transition, and never a Down → Up. ``stats["last-adopt"]`` records the
+        handover: sessions, ``transit-ms`` (export to adoption) and ``max-tx-gap-ms``
+        (the old owner's last packet to our first, by wall clock: exact on one box, as
+        good as NTP across boxes).
+
+        All or nothing: on any error (a session to the peer or its discriminator already
+        here, a port held by another process: OSError EADDRINUSE) the sessions adopted
+        so far are removed silently and the error is raised; the exporter can then take
+        the export back with its own `adopt_sessions`.
+        """
+        items = []
+        for peer, e in exported.items():
+            cfg = cfg_from_json(e["config"])
+            if normalize(peer) != normalize(cfg.peer_address):
+                raise ValueError(f"export key {peer} is not the session's peer {cfg.peer_address}")
+            items.append((cfg, e["fsm"], int(e.get("source-port") or 0), e.get("exported-at")))
+        events: list[tuple[str, str, str, str]] = []
+        changes: list[tuple[str, Transition]] = []
+        with self._lock:
+            now = self.clock()
+            added: list[_Session] = []
+            try:
+                for cfg, ck, port, _ in items:
+                    added.append(self._add_locked(cfg, ck, now, port))
+            except BaseException:
+                for s in added:
+                    self._drop_locked(s)
+                raise
+            wall = time.time()
+            transit = gap = 0.0
+            for s, (_, ck, _, exported_at) in zip(added, items, strict=True):
+                events.append((s.key, state_name(s.fsm.state), state_name(s.fsm.state), ADOPTED))
+                s.fsm.next_tx = now                  # due now: send without waiting
+                out, ch = s.fsm.on_timer(now)
+                if out is not None:
+                    self._send(s, out)
+                if ch is not None:                   # detection had expired in the export
+                    changes.append((s.key, ch))
+                if exported_at is not None:
+                    t = max(0.0, wall - float(exported_at))
+                    transit = max(transit, t)
+                    if ck.get("last_tx_ago") is not None:
+                        gap = max(gap, t + float(ck["last_tx_ago"]))
+            self.stats["last-adopt"] = {"sessions": len(added), "transit-ms": round(transit * 1000, 3),
+                                        "max-tx-gap-ms": round(gap * 1000, 3)}
+        self._wake()
+        self._emit(events)
+        if changes:
+            self._notify(changes)
 
     def apply(self, configs: Iterable[SessionConfig]) -> None:
         """Converge to exactly ``configs``: add, update (timers/auth/enabled) and remove."""
@@ -397,7 +548,9 @@ class BfdManager:
     def add_listener(self, callback: Listener, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """``callback(peer, old_state, new_state, diag)`` on every state change (names as in
         the state dicts). With ``loop`` (or when called from a running asyncio loop) it runs
-        in that loop; otherwise in the BFD thread, where it must not block."""
+        in that loop; otherwise in the BFD thread, where it must not block. A session taken
+        over by `adopt_sessions` is reported once as ``(peer, state, state, "adopted")``
+        (old == new); an exported or removed session reports nothing."""
         if loop is None:
             with contextlib.suppress(RuntimeError):
                 loop = asyncio.get_running_loop()
@@ -409,10 +562,13 @@ class BfdManager:
             self._listeners = [(cb, lp) for cb, lp in self._listeners if cb != callback]
 
     def _notify(self, changes: list[tuple[str, Transition]]) -> None:
+        self._emit([(peer, state_name(t.old), state_name(t.new), DIAG_NAMES.get(int(t.diag), str(int(t.diag))))
+                    for peer, t in changes])
+
+    def _emit(self, events: list[tuple[str, str, str, str]]) -> None:
         with self._lock:
             listeners = list(self._listeners)
-        for peer, t in changes:
-            args = (peer, state_name(t.old), state_name(t.new), DIAG_NAMES.get(int(t.diag), str(int(t.diag))))
+        for args in events:
             for cb, loop in listeners:
                 if loop is not None:
                     with contextlib.suppress(RuntimeError):  # loop closed

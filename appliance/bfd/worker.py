@@ -23,25 +23,12 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from .config import AuthConfig, SessionConfig
-from .packet import AuthType
+from .config import SessionConfig, cfg_from_json, cfg_to_json
 from .session import BfdManager, Listener, normalize, wait_for_state
 
 REQUEST_TIMEOUT = 5.0
 
-
-def cfg_to_json(c: SessionConfig) -> dict[str, Any]:
-    d = {f: getattr(c, f) for f in SessionConfig.__slots__}
-    if c.auth is not None:
-        d["auth"] = {"auth_type": int(c.auth.auth_type), "key_id": c.auth.key_id, "key": c.auth.key.hex()}
-    return d
-
-
-def cfg_from_json(d: dict[str, Any]) -> SessionConfig:
-    d = dict(d)
-    a = d.pop("auth", None)
-    auth = None if a is None else AuthConfig(AuthType(a["auth_type"]), a["key_id"], bytes.fromhex(a["key"]))
-    return SessionConfig(auth=auth, **d)
+__all__ = ["BfdProcess", "cfg_from_json", "cfg_to_json", "realtime_priority", "serve"]
 
 
 class BfdProcess:
@@ -148,7 +135,12 @@ class BfdProcess:
                 self._pending.pop(rid, None)
         reply = slot[1]
         if reply.get("error"):
-            raise (ValueError if reply.get("type") == "ValueError" else RuntimeError)(reply["error"])
+            kind = reply.get("type")
+            if kind == "KeyError":
+                raise KeyError(reply.get("key", reply["error"]))
+            if kind == "OSError" and reply.get("errno"):
+                raise OSError(reply["errno"], reply.get("strerror") or reply["error"])
+            raise (ValueError if kind == "ValueError" else RuntimeError)(reply["error"])
         return reply.get("result")
 
     # -- the BfdManager API ------------------------------------------------------------------
@@ -181,6 +173,16 @@ class BfdProcess:
 
     def checkpoint(self) -> dict[str, Any]:
         return self._call("checkpoint")
+
+    def export_sessions(self, peers: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """`BfdManager.export_sessions` in the worker: checkpoint and silently remove, in one
+        step; KeyError (nothing exported) for a peer without a session."""
+        return self._call("export_sessions", peers=None if peers is None else list(peers))
+
+    def adopt_sessions(self, exported: dict[str, dict[str, Any]]) -> None:
+        """`BfdManager.adopt_sessions` in the worker: restore, send at once, report
+        ``(peer, state, state, "adopted")``; all or nothing (ValueError, KeyError, OSError)."""
+        self._call("adopt_sessions", exported=exported)
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -258,11 +260,20 @@ def serve(listen_v4: str, listen_v6: str) -> int:
                     res = getattr(mgr, m)(p["peer"])
                 elif m in ("sessions", "checkpoint"):
                     res = getattr(mgr, m)()
+                elif m == "export_sessions":
+                    res = mgr.export_sessions(p.get("peers"))
+                elif m == "adopt_sessions":
+                    res = mgr.adopt_sessions(p["exported"])
                 else:
                     raise ValueError(f"unknown method {m!r}")
                 emit({"id": req["id"], "result": res})
             except (ValueError, KeyError, OSError, RuntimeError) as exc:
-                emit({"id": req.get("id"), "error": str(exc), "type": type(exc).__name__})
+                err = {"id": req.get("id"), "error": str(exc), "type": type(exc).__name__}
+                if isinstance(exc, KeyError) and exc.args:
+                    err["key"] = exc.args[0]
+                elif isinstance(exc, OSError):
+                    err.update(type="OSError", errno=exc.errno, strerror=exc.strerror)
+                emit(err)
     finally:
         mgr.stop(admin_down=admin_down)
     return 0
