@@ -44,6 +44,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "file path, or a mongodb:// URI); without it NSR is off")
     ap.add_argument("--engine-id", help="this engine's id in the checkpoint store (default: "
                     "the host name and process id)")
+    ap.add_argument("--nsr-lease-ttl", type=float, default=10.0, help="seconds an engine that stops "
+                    "renewing keeps the ownership of its sessions")
     ap.add_argument("--standby", action="store_true", help="start as the NSR standby: own nothing "
                     "until the active engine hands its sessions over (nsr.adopt)")
     ap.add_argument("--control-after-adopt", help="standby: take this control socket path over "
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         from .nsr.agent import NsrAgent
 
         engine.nsr = NsrAgent(engine, args.nsr_store, args.engine_id or f"{socket.gethostname()}-{os.getpid()}",
-                              standby=args.standby)
+                              standby=args.standby, lease_ttl=args.nsr_lease_ttl)
     elif args.standby:
         print("fcrd: --standby needs --nsr-store", file=sys.stderr)
         return 2

@@ -131,6 +131,11 @@ async def run(args: argparse.Namespace) -> None:
             authenticate=users.check_password, authorized_keys=users.authorized_keys,
             role_of=users.role, engine_call=engine.call if engine is not None else None,
             max_message=args.max_message)
+        if engine is not None and args.engine_command:
+            from .switchover import SwitchoverRunner
+
+            server.switchover = SwitchoverRunner(args.engine_socket, args.engine_command,
+                                                 lambda: plane.running, log_path=args.engine_log)
         await server.start()
         if engine is not None and args.event_interval > 0:
             server.poll_engine_events(engine.call, args.event_interval, socket_path=engine.path,
@@ -167,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll-interval", type=float, default=1.0, help="engine liveness poll (s)")
     ap.add_argument("--event-interval", type=float, default=1.0,
                     help="engine state poll for notifications (s; 0: off)")
+    ap.add_argument("--engine-command", help="how to start a new routing engine for an in-service "
+                    "upgrade (fcr-nsr:switchover with no standby), e.g. 'fcrd --nsr-store /var/lib/fcr/nsr.db'")
+    ap.add_argument("--engine-log", help="stdout/stderr of an engine started for an upgrade")
     ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = ap.parse_args(argv)
     setup_logging(args.log_level)

@@ -681,8 +681,22 @@ class Dispatcher:
         return None
 
     async def op_switchover(self, session: Session, op):
-        Params(op, {"engine-id": FCR_NSR_NS})
-        raise RpcError("operation-not-supported", "NSR switchover is not available yet", type_="application")
+        """NSR switchover: to the named (or the only live) registered standby engine; with
+        none registered, an in-service upgrade on this box (a new engine process started by
+        the management plane, see appliance/mgmt/switchover.py). The NETCONF session stays."""
+        p = Params(op, {"engine-id": FCR_NSR_NS})
+        runner = self.server.switchover
+        if runner is None:
+            raise RpcError("operation-not-supported", "this management plane has no routing engine to "
+                           "switch over (fcr-mgmtd --engine-command)", type_="application")
+        try:
+            out = await runner(p.text("engine-id"))
+        except RpcError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - refusals carry their reason
+            raise RpcError("operation-failed", f"switchover: {exc}", type_="application") from None
+        return self.server.render_output("/fcr-nsr:switchover", {
+            "active-engine-id": out["active-engine-id"], "epoch": out["epoch"]})
 
 
 def _neighbor_addresses(result: Any) -> list[str]:

@@ -37,6 +37,7 @@ from typing import Any
 from .. import __version__
 from ..log import log_event
 from . import netlock, tcp_repair
+from . import vip as _vip
 from .store import Lease, LeaseConflict, StoreError, StoreUnavailable, open_store
 
 log = logging.getLogger("fcr.nsr")
@@ -46,7 +47,8 @@ NS = "nsr"
 NS_SESSION = "nsr.session"
 NS_RIB = "nsr.rib"
 LEASE_TTL = 10.0            # s: an owner that stops renewing loses its sessions after this
-RENEW_EVERY = LEASE_TTL / 4
+STANDBY_POLL = 0.05          # s: a standby looks at the lease this often (adopts when it is its)
+STORE_WAIT = 3.0            # s: status and switchover preconditions wait this long for the store
 STANDBY_FRESH = 5.0         # s: a standby heartbeat older than this is not in sync
 DRAIN_TIMEOUT = 2.0
 FAULT_ENV = "FCR_NSR_FAULT"  # tests: "adopt-after-restore" makes adopt die half-way
@@ -57,8 +59,10 @@ class SwitchoverRefused(Exception):
 
 
 class NsrAgent:
-    def __init__(self, engine: Any, store_url: str, engine_id: str, *, standby: bool = False) -> None:
+    def __init__(self, engine: Any, store_url: str, engine_id: str, *, standby: bool = False,
+                 lease_ttl: float = LEASE_TTL) -> None:
         self.engine = engine
+        self.lease_ttl = lease_ttl
         self.store_url = store_url
         self.engine_id = engine_id
         self.role = "standby" if standby else "active"
@@ -72,11 +76,23 @@ class NsrAgent:
         # what this engine released, kept to resume if the new engine fails
         self._released: dict[str, Any] | None = None
         self.on_adopted: Any = None  # called once the sessions are adopted (fcrd: control path)
+        self._adopt_lock = asyncio.Lock()
+        self._adopted: dict[str, Any] | None = None
+        self._beat = 0.0
 
     # -- store access (one thread) ---------------------------------------------------
     async def _call(self, fn: Any, *args: Any, **kw: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, lambda: fn(*args, **kw))
+
+    async def _quick(self, fn: Any, *args: Any) -> Any:
+        """A store call for status and preconditions: a store that does not answer within
+        STORE_WAIT s counts as unreachable (the call itself finishes in the background)."""
+        try:
+            return await asyncio.wait_for(self._call(fn, *args), STORE_WAIT)
+        except TimeoutError:
+            raise StoreUnavailable(f"checkpoint store {self.store_url} did not answer within "
+                                   f"{STORE_WAIT:.0f} s") from None
 
     def _open(self) -> Any:
         if self._store is None:
@@ -85,7 +101,7 @@ class NsrAgent:
 
     async def store(self) -> Any:
         try:
-            st = await self._call(self._open)
+            st = await self._quick(self._open)
         except StoreError as exc:
             self.store_error = str(exc)
             raise
@@ -100,7 +116,7 @@ class NsrAgent:
         try:
             st = await self.store()
             if self.role == "active":
-                self.lease = await self._call(st.acquire_lease, LEASE, self.engine_id, LEASE_TTL)
+                self.lease = await self._call(st.acquire_lease, LEASE, self.engine_id, self.lease_ttl)
                 log_event(log, "nsr.lease", owner=self.engine_id, epoch=self.lease.epoch)
             else:
                 await self._heartbeat()
@@ -124,16 +140,20 @@ class NsrAgent:
         """Renew the lease (active) or the heartbeat (standby). A renewal refused because
         someone holds a newer epoch fences this engine: it goes silent."""
         while True:
-            await asyncio.sleep(RENEW_EVERY if self.role == "active" else 1.0)
+            await asyncio.sleep(self.lease_ttl / 4 if self.role == "active" else STANDBY_POLL)
             try:
                 st = await self.store()
                 if self.role == "active" and not self.fenced:
                     if self.lease is None:
-                        self.lease = await self._call(st.acquire_lease, LEASE, self.engine_id, LEASE_TTL)
+                        self.lease = await self._call(st.acquire_lease, LEASE, self.engine_id, self.lease_ttl)
                     else:
-                        self.lease = await self._call(st.renew, self.lease, LEASE_TTL)
+                        self.lease = await self._call(st.renew, self.lease, self.lease_ttl)
                 elif self.role == "standby":
-                    await self._heartbeat()
+                    if time.monotonic() - self._beat >= 1.0:
+                        await self._heartbeat()
+                    lease = await self._call(st.get_lease, LEASE)
+                    if lease is not None and lease.owner == self.engine_id:
+                        await self.adopt()  # released to us (a controller's switchover RPC)
             except LeaseConflict as exc:
                 if self.lease is not None:
                     await self._fence(str(exc))
@@ -145,6 +165,7 @@ class NsrAgent:
                 log_event(log, "nsr.keeper-error", level=logging.ERROR, error=repr(exc))
 
     async def _heartbeat(self) -> None:
+        self._beat = time.monotonic()
         st = await self.store()
         rec = {"engine-id": self.engine_id, "ready": self.engine.rib is not None,
                "config-digest": self.engine.config_digest, "pid": os.getpid(),
@@ -193,10 +214,10 @@ class NsrAgent:
         }
         try:
             st = await self.store()
-            lease = await self._call(st.get_lease, LEASE)
+            lease = await self._quick(st.get_lease, LEASE)
             out["store-connected"] = True
             out["lease"] = None if lease is None else {"owner": lease.owner, "epoch": lease.epoch}
-            standbys = await self._call(lambda: list(st.scan(NS, "standby/")))
+            standbys = await self._quick(lambda: list(st.scan(NS, "standby/")))
             now = time.time()
             out["standbys"] = [dict(r.value, fresh=now - r.value.get("time", 0) < STANDBY_FRESH,
                                     synchronized=r.value.get("config-digest") == self.engine.config_digest)
@@ -211,7 +232,7 @@ class NsrAgent:
 
     # -- the active side ----------------------------------------------------------------
     async def _check_target(self, st: Any, to: str | None) -> str:
-        recs = await self._call(lambda: list(st.scan(NS, "standby/")))
+        recs = await self._quick(lambda: list(st.scan(NS, "standby/")))
         now = time.time()
         cands = {r.value.get("engine-id"): r.value for r in recs if r.value.get("engine-id") != self.engine_id}
         if to is None:
@@ -232,18 +253,27 @@ class NsrAgent:
                                     "from the active engine's")
         return to
 
-    async def release(self, to: str | None = None, *, keep_frozen: bool = True) -> dict[str, Any]:
+    async def release(self, to: str | None = None, *, keep_frozen: bool = True,
+                      vip: dict[str, str] | None = None) -> dict[str, Any]:
         """Hand every Established session to the standby ``to`` (see the module doc).
-        Refused (SwitchoverRefused / StoreError, nothing changed) before the freeze."""
+        Refused (SwitchoverRefused / StoreError, nothing changed) before the freeze.
+        ``vip`` ({"address": "10.0.92.1/24", "dev": "eth0"}): the sessions move to another
+        box with their local address; it is named in the handover record, removed here
+        once the sockets are closed silently, and then the freeze is lifted (nothing can
+        reach a socket-less 4-tuple here any more: the address is gone)."""
         eng = self.engine
         sp = eng.bgp
         if self.role != "active" or self.fenced:
             raise SwitchoverRefused(f"this engine is {self.role}, not the active one")
+        try:
+            vip_ = _vip.from_params(vip)
+        except _vip.VipError as exc:
+            raise SwitchoverRefused(str(exc)) from None
         t0 = time.monotonic()
         try:
             st = await self.store()
             lease = self.lease
-            if lease is None or not await self._call(st.check, lease):
+            if lease is None or not await self._quick(st.check, lease):
                 raise SwitchoverRefused("this engine does not hold the ownership lease")
             to = await self._check_target(st, to)
         except StoreError as exc:
@@ -280,9 +310,10 @@ class NsrAgent:
                        for k, (_s, snap, tcp) in detached.items()]
             handover = {"from": self.engine_id, "to": to, "epoch": epoch, "peers": keys,
                         "freeze-table": lock.table if tuples else None, "time": time.time(),
+                        "vip": dict(vip) if vip_ else None,
                         "bfd-other": {p: v for p, v in bfd.items() if p not in {_norm(k) for k in keys}}}
             await self._call(st.put_many, [*records, (NS, "handover", handover)], fence=lease)
-            new_lease = await self._call(st.transfer, LEASE, lease, to, LEASE_TTL)
+            new_lease = await self._call(st.transfer, LEASE, lease, to, self.lease_ttl)
         except BaseException as exc:
             # nothing was handed over: take the sessions back from our own dump
             log_event(log, "nsr.release-failed", level=logging.ERROR, error=repr(exc))
@@ -299,10 +330,17 @@ class NsrAgent:
             with contextlib.suppress(Exception):
                 await _maybe_await(sp.listener.close())
             sp.listener = None
+        if vip_ is not None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, lambda: _vip.remove(*vip_))
+                keep_frozen = False  # the address is gone: nothing can reach the 4-tuples
+            except _vip.VipError as exc:  # keep the freeze: no RST from this box
+                log_event(log, "nsr.vip-remove-failed", level=logging.ERROR, error=str(exc))
+            timing["vip-removed"] = time.monotonic() - t0
         if not keep_frozen and tuples:
             await asyncio.get_running_loop().run_in_executor(None, lock.release)
         self._released = {"records": {k: (snap, tcp, ribs[k]) for k, (_s, snap, tcp) in detached.items()},
-                          "lock": lock, "bfd": bfd, "to": to, "epoch": new_lease.epoch}
+                          "lock": lock, "bfd": bfd, "to": to, "epoch": new_lease.epoch, "vip": vip_}
         timing["frozen-at"] = t_freeze - t0
         timing["released"] = time.monotonic() - t0
         self.last_switchover = {"time": time.time(), "to": to, "result": "released",
@@ -343,12 +381,17 @@ class NsrAgent:
         if cur is None or cur.epoch != rel["epoch"]:
             raise SwitchoverRefused(f"the lease moved on (epoch {cur.epoch if cur else None}, "
                                     f"released at {rel['epoch']}): not resuming")
-        self.lease = await self._call(st.transfer, LEASE, cur, self.engine_id, LEASE_TTL)
+        self.lease = await self._call(st.transfer, LEASE, cur, self.engine_id, self.lease_ttl)
         self.role = "active"
+        lock = rel["lock"]
+        if rel.get("vip") is not None:  # the address left with the sessions: freeze, take it back
+            loop = asyncio.get_running_loop()
+            if lock.tuples:
+                await loop.run_in_executor(None, lock.acquire)
+            await loop.run_in_executor(None, lambda: _vip.add(*rel["vip"]))
         socks = {}
         for k, (snap, tcp, rib) in rel["records"].items():
             socks[k] = (snap, rib, self._restore_socket(k, tcp))
-        lock = rel["lock"]
         with contextlib.suppress(Exception):
             await asyncio.get_running_loop().run_in_executor(None, lock.release)
         for _snap, _rib, sock in socks.values():
@@ -377,8 +420,20 @@ class NsrAgent:
             await self._call(eng.bfd.adopt_sessions, exported)
 
     # -- the standby side ----------------------------------------------------------------
-    async def adopt(self) -> dict[str, Any]:
-        """Take over the sessions the active engine released to this one."""
+    async def adopt(self, vip: dict[str, str] | None = None) -> dict[str, Any]:
+        """Take over the sessions the active engine released to this one (once: a second
+        call for the same handover returns the first one's result). ``vip`` ({"address",
+        "dev"}; default: the one named in the handover record) is the sessions' local
+        address, coming from another box: the 4-tuples are frozen here, the address added
+        (gratuitous ARP / unsolicited NA), the sockets restored, then the freeze lifted, so
+        nothing that arrives meets this kernel without the socket (it would answer RST)."""
+        async with self._adopt_lock:
+            if self._adopted is not None and self.role == "active":
+                return self._adopted
+            self._adopted = await self._adopt(vip)
+            return self._adopted
+
+    async def _adopt(self, vip: dict[str, str] | None = None) -> dict[str, Any]:
         eng = self.engine
         sp = eng.bgp
         if self.role != "standby":
@@ -389,7 +444,7 @@ class NsrAgent:
         if lease is None or lease.owner != self.engine_id:
             raise SwitchoverRefused(f"the sessions were not handed to {self.engine_id} "
                                     f"(lease: {lease.owner if lease else None})")
-        lease = await self._call(st.renew, lease, LEASE_TTL)
+        lease = await self._call(st.renew, lease, self.lease_ttl)
         self.lease = lease
         rec = await self._call(st.get, NS, "handover")
         ho = rec.value if rec else {}
@@ -409,8 +464,23 @@ class NsrAgent:
 
         recs = await self._call(read_all)
         t_read = time.monotonic()
-        socks: dict[str, socket.socket] = {}
         try:
+            vip_ = _vip.from_params(vip if vip is not None else ho.get("vip"))
+        except _vip.VipError as exc:
+            raise SwitchoverRefused(str(exc)) from None
+        socks: dict[str, socket.socket] = {}
+        local_lock: netlock.NetLock | None = None
+        vip_added = False
+        try:
+            if vip_ is not None:
+                loop = asyncio.get_running_loop()
+                tuples = [tcp_repair.TcpState.from_dict(s["tcp"]).four_tuple() for s, _r in recs.values()]
+                if tuples:
+                    local_lock = netlock.NetLock(tuples)
+                    await loop.run_in_executor(None, local_lock.acquire)
+                await loop.run_in_executor(None, lambda: _vip.add(*vip_))
+                vip_added = True
+                t_vip = time.monotonic()
             for k, (s, _r) in recs.items():
                 if sp is None or k not in sp.peers:
                     raise SwitchoverRefused(f"{k}: not a configured neighbor here")
@@ -419,7 +489,9 @@ class NsrAgent:
                 log_event(log, "nsr.fault-injected", point="adopt-after-restore")
                 os._exit(70)
             table = ho.get("freeze-table")
-            if table:
+            if local_lock is not None:  # the old box's freeze is in its own namespace
+                await asyncio.get_running_loop().run_in_executor(None, local_lock.release)
+            elif table and vip_ is None:
                 await asyncio.get_running_loop().run_in_executor(
                     None, lambda: netlock.nft(["delete", "table", "inet", table], None,
                                               action=f"unfreeze {table}", check=False))
@@ -429,6 +501,12 @@ class NsrAgent:
             for sock in socks.values():
                 with contextlib.suppress(OSError):
                     tcp_repair.close_silently(sock)
+            if vip_added:  # address off first, then the freeze: no RST from this box
+                with contextlib.suppress(Exception):
+                    _vip.remove(*vip_)
+            if local_lock is not None:
+                with contextlib.suppress(Exception):
+                    local_lock.release()
             raise
         t_restored = time.monotonic()
         self.role = "active"
@@ -440,6 +518,8 @@ class NsrAgent:
         t_done = time.monotonic()
         timing = {"records-read": t_read - t0, "sockets-restored": t_restored - t0,
                   "bgp-adopted": t_bgp - t0, "done": t_done - t0}
+        if vip_added:
+            timing["vip-added"] = t_vip - t0
         self.last_switchover = {"time": time.time(), "from": ho.get("from"), "result": "adopted",
                                 "epoch": lease.epoch, "timing": timing}
         log_event(log, "nsr.adopted", epoch=lease.epoch, peers=len(adopted),

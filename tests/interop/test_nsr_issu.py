@@ -69,8 +69,9 @@ def frr_config() -> str:
         {"ipv4": FRR_NETS})
 
 
-def frr_view(frr: FrrRouter) -> dict:
-    n = frr.neighbor(A)
+def frr_view(frr: FrrRouter, address: str = A) -> dict:
+    """What FRR says of its session to ``address`` (our side)."""
+    n = frr.neighbor(address)
     ms = n.get("messageStats", {})
     af = n.get("addressFamilyInfo", {}).get("ipv4Unicast", {})
     return {

@@ -50,7 +50,8 @@ def with_users(config: Mapping, users: Mapping[str, tuple[str, str]]) -> dict:
 class MgmtRouter(Router):
     def __init__(self, host: Host, workdir: os.PathLike | str, config: Mapping,
                  users: Mapping[str, tuple[str, str]], *, max_message: int = 1 << 20,
-                 start: bool = True) -> None:
+                 start: bool = True, fcrd_args: tuple[str, ...] = (),
+                 mgmtd_args: tuple[str, ...] = ()) -> None:
         super().__init__(host, workdir)
         self.users = dict(users)
         self.config = with_users(config, users)
@@ -58,6 +59,8 @@ class MgmtRouter(Router):
         self.state_dir = self.workdir / "mgmt"
         self.initial = self.workdir / "initial.json"
         self.max_message = max_message
+        self.fcrd_args = list(fcrd_args)
+        self.mgmtd_args = list(mgmtd_args)
         self._restarts = 0
         self._ids = itertools.count(1)
         if start:
@@ -69,7 +72,8 @@ class MgmtRouter(Router):
             self.control.unlink()
         log = open(self.workdir / "fcrd.log", "ab")  # noqa: SIM115 - the child keeps its copy
         try:
-            proc = self.host.popen([fcrd_path(), "--control", str(self.control)], stdout=log, stderr=log,
+            proc = self.host.popen([fcrd_path(), "--control", str(self.control), *self.fcrd_args],
+                                   stdout=log, stderr=log,
                                    env=fcrd_env())
         finally:
             log.close()
@@ -91,7 +95,7 @@ class MgmtRouter(Router):
                 [mgmtd_path(), "--state-dir", str(self.state_dir), "--engine-socket", str(self.control),
                  "--netconf-port", str(NETCONF_PORT), "--initial-config", str(self.initial),
                  "--admin-authorized-keys", str(self.workdir / "no-such-authorized-keys"),
-                 "--max-message", str(self.max_message), "--log-level", "debug"],
+                 "--max-message", str(self.max_message), "--log-level", "debug", *self.mgmtd_args],
                 stdout=log, stderr=log, env=fcrd_env())
         finally:
             log.close()
