@@ -9,6 +9,8 @@
 #               is made at first start and printed once
 #   CONTROL     fcrd control socket (default /run/fcr/fcrd.sock)
 #   NETCONF_HOST / NETCONF_PORT   (default :: / 830)
+#   NSR_STORE   checkpoint store of the engine (default run/nsr.db): the fcr-nsr:switchover RPC
+#               then upgrades the engine in service (a new fcrd takes the sessions over)
 set -u
 cd "$(dirname "$0")/.."
 
@@ -20,6 +22,7 @@ NETCONF_HOST=${NETCONF_HOST:-::}
 NETCONF_PORT=${NETCONF_PORT:-830}
 ADMIN_KEYS=${ADMIN_KEYS:-}
 LOG_DIR=${LOG_DIR:-run/log}
+NSR_STORE=${NSR_STORE:-run/nsr.db}
 
 mkdir -p "$(dirname "$CONTROL")" "$STATE_DIR" "$LOG_DIR"
 for f in fcrd fcr-mgmtd; do   # the previous run's logs become *.log.1
@@ -31,12 +34,22 @@ first_start=0
 
 fcrd_pid=""
 mgmtd_pid=""
+# the engine serving $CONTROL now (after an in-service upgrade it is not $fcrd_pid)
+engine_pid() {
+    "$PY" -c 'import sys; from appliance.engine.client import ControlClient
+try:
+    print(ControlClient(sys.argv[1], timeout=2).call("engine.ping")["pid"])
+except Exception:
+    pass' "$CONTROL" 2>/dev/null
+}
 stop() {
     trap - INT TERM
+    cur=$(engine_pid)
+    [ -n "$cur" ] && [ "$cur" != "$fcrd_pid" ] && fcrd_pid="$fcrd_pid $cur"
     echo
     echo "run: stopping fcr-mgmtd ($mgmtd_pid) and fcrd ($fcrd_pid)"
     [ -n "$mgmtd_pid" ] && kill -TERM "$mgmtd_pid" 2>/dev/null
-    [ -n "$fcrd_pid" ] && kill -TERM "$fcrd_pid" 2>/dev/null
+    for pid in $fcrd_pid; do kill -TERM "$pid" 2>/dev/null; done
     for pid in $mgmtd_pid $fcrd_pid; do
         for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
@@ -47,10 +60,12 @@ stop() {
 trap stop INT TERM
 
 # the engine starts empty; the management plane gives it the running configuration
-"$PY" -m appliance.daemon --control "$CONTROL" 2>>"$LOG_DIR/fcrd.log" &
+"$PY" -m appliance.daemon --control "$CONTROL" --nsr-store "$NSR_STORE" --engine-id "fcrd-$$" \
+    2>>"$LOG_DIR/fcrd.log" &
 fcrd_pid=$!
 
 set -- --state-dir "$STATE_DIR" --engine-socket "$CONTROL" \
+       --engine-command "$PY -m appliance.daemon --nsr-store $NSR_STORE" --engine-log "$LOG_DIR/fcrd.log" \
        --netconf-host "$NETCONF_HOST" --netconf-port "$NETCONF_PORT" --initial-config "$CONFIG"
 if [ -n "$ADMIN_KEYS" ]; then
     set -- "$@" --admin-authorized-keys "$ADMIN_KEYS"
@@ -96,7 +111,7 @@ print(f"run: logs in {logs}/ (fcrd.log, fcr-mgmtd.log); Ctrl-C stops both")
 EOF
 
 # run until Ctrl-C, or until one of the two exits
-while kill -0 "$fcrd_pid" 2>/dev/null && kill -0 "$mgmtd_pid" 2>/dev/null; do
+while kill -0 "$mgmtd_pid" 2>/dev/null && { kill -0 "$fcrd_pid" 2>/dev/null || [ -n "$(engine_pid)" ]; }; do
     sleep 1 &
     wait $!
 done

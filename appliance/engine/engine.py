@@ -32,6 +32,7 @@ import hashlib
 import ipaddress
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -622,19 +623,20 @@ class Engine:
     async def nsr_status(self) -> dict[str, Any]:
         return await self._nsr().status()
 
-    async def nsr_release(self, to: str | None = None, keep_frozen: bool = True) -> dict[str, Any]:
+    async def nsr_release(self, to: str | None = None, keep_frozen: bool = True,
+                          vip: dict[str, str] | None = None) -> dict[str, Any]:
         from ..nsr.agent import SwitchoverRefused
 
         try:
-            return await self._nsr().release(to, keep_frozen=keep_frozen)
+            return await self._nsr().release(to, keep_frozen=keep_frozen, vip=vip)
         except SwitchoverRefused as exc:
             raise EngineError(f"switchover refused: {exc}") from None
 
-    async def nsr_adopt(self) -> dict[str, Any]:
+    async def nsr_adopt(self, vip: dict[str, str] | None = None) -> dict[str, Any]:
         from ..nsr.agent import SwitchoverRefused
 
         try:
-            return await self._nsr().adopt()
+            return await self._nsr().adopt(vip)
         except SwitchoverRefused as exc:
             raise EngineError(f"adopt refused: {exc}") from None
 
@@ -696,7 +698,8 @@ class Engine:
         return self.rib
 
     def ping(self) -> dict[str, Any]:
-        return {"version": __version__, "uptime": round(time.time() - self.started_at, 3)}
+        return {"version": __version__, "uptime": round(time.time() - self.started_at, 3),
+                "pid": os.getpid(), "standby": self.standby}
 
     def bgp_summary(self) -> dict[str, Any]:
         return self._speaker().summary()
