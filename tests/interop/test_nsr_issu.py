@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from appliance.nsr.issu import IssuError, run_issu
+from appliance.nsr.issu import run_issu
 from tests.topotest import wait_until
 from tests.topotest.fcr import FcrRouter, fcrd_env, fcrd_path
 from tests.topotest.frr import FrrRouter
