@@ -29,8 +29,9 @@ import ipaddress
 import os
 import socket
 import struct
-import threading
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
+
+from .netlock import run_in_netns
 
 # linux/tcp.h
 TCP_MAXSEG = 2
@@ -42,6 +43,7 @@ TCP_QUEUE_SEQ = 21
 TCP_REPAIR_OPTIONS = 22
 TCP_TIMESTAMP = 24
 TCP_REPAIR_WINDOW = 29
+TCP_CORK = 3
 
 TCP_REPAIR_ON = 1
 TCP_REPAIR_OFF = 0
@@ -70,7 +72,18 @@ SIOCOUTQNSD = 0x894B  # write_seq - snd_nxt (not yet sent)
 TCP_ESTABLISHED = 1
 SO_SNDBUFFORCE = 32
 SO_RCVBUFFORCE = 33
+SO_BINDTODEVICE = 25
+SO_PRIORITY = 12
+SO_MARK = 36
+IP_TOS = 1
+IP_TTL = 2
+IP_MINTTL = 21
+IPV6_UNICAST_HOPS = 16
+IPV6_TCLASS = 67
+IPV6_MINHOPCOUNT = 73
 TCP_MD5SIG_MAXKEYLEN = 80
+TCP_MIN_MSS = 88
+TCP_MAX_USER_MSS = 32767  # MAX_TCP_WINDOW: a larger TCP_MAXSEG is refused (loopback)
 
 _WINDOW = struct.Struct("=5I")  # struct tcp_repair_window
 _REPAIR_OPT = struct.Struct("=2I")  # struct tcp_repair_opt {opt_code, opt_val}
@@ -157,9 +170,14 @@ class TcpState:
         return (self.local_addr, self.local_port, self.remote_addr, self.remote_port)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        # by hand, not dataclasses.asdict: that deep-copies every field (the queues too),
+        # 70 us a state; this is 10 us (it runs inside the freeze, once per session)
+        d = {f.name: getattr(self, f.name) for f in _STATE_FIELDS}
         for k in self._BYTES:
-            d[k] = base64.b64encode(getattr(self, k)).decode("ascii")
+            d[k] = base64.b64encode(d[k]).decode("ascii")
+        if self.window is not None:
+            d["window"] = vars(self.window).copy()
+        d["extra"] = {k: dict(v) if isinstance(v, dict) else v for k, v in self.extra.items()}
         return d
 
     @classmethod
@@ -181,6 +199,9 @@ class TcpState:
 
 
 # -- small socket helpers -----------------------------------------------------------------
+_STATE_FIELDS = fields(TcpState)
+
+
 def _set_int(sock: socket.socket, opt: int, val: int, step: str) -> None:
     with _step(step):
         sock.setsockopt(socket.IPPROTO_TCP, opt, val)
@@ -200,12 +221,32 @@ def repair_on(sock: socket.socket) -> None:
     _set_int(sock, TCP_REPAIR, TCP_REPAIR_ON, "repair-on")
 
 
-def leave_repair(sock: socket.socket, window_probe: bool = True) -> None:
-    """Leave repair mode. With ``window_probe`` the kernel sends one bare ACK (a window
-    probe) so the peer answers at once with its ACK and window; call it after the 4-tuple
-    is unfrozen, or the probe is dropped and the connection waits for a timer."""
+def leave_repair(sock: socket.socket, window_probe: bool = True, push: bool = True) -> None:
+    """Leave repair mode: the connection carries on. Call it after the 4-tuple is unfrozen.
+
+    With ``window_probe`` the kernel sends one bare ACK (a window probe: sequence number
+    snd_una - 1) which asks the peer for its current ACK and window. The peer may not
+    answer: Linux rate-limits its answers to out-of-window segments to one per 500 ms per
+    connection (net.ipv4.tcp_invalid_ratelimit). So with ``push`` the bytes queued but never
+    sent (``send_queue_unsent`` of the dump) are also transmitted now, as far as the peer's
+    restored window allows: nothing else would (no timer runs for them), and they would
+    wait for the next write or the peer's next segment. Send the application's next
+    message (a BGP KEEPALIVE) right after this: new data makes the peer acknowledge
+    everything it has, which also repairs at once any segment the freeze dropped.
+    """
     _set_int(sock, TCP_REPAIR, TCP_REPAIR_OFF if window_probe else TCP_REPAIR_OFF_NO_WP,
              "repair-off")
+    if push:
+        push_pending(sock)
+
+
+def push_pending(sock: socket.socket) -> None:
+    """Transmit what the send queue holds now (no-op when empty or corked): setting
+    TCP_CORK to 0 makes the kernel push the pending frames, and changes nothing else on
+    a socket that was not corked."""
+    with _step("push"):
+        if not sock.getsockopt(socket.IPPROTO_TCP, TCP_CORK):
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_CORK, 0)
 
 
 def _set_queue(sock: socket.socket, queue: int, step: str) -> None:
@@ -221,9 +262,13 @@ def _peek_queue(sock: socket.socket, queue: int, length: int, what: str) -> tupl
         # one byte more than expected: proves the queue holds exactly `length` bytes
         data = sock.recv(length + 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     if len(data) != length:
-        raise TcpRepairError(f"read {what} queue", errno_mod.EIO,
-                             f"got {len(data)} bytes, expected {length}")
+        raise _QueueMoved(f"read {what} queue", errno_mod.EIO,
+                          f"got {len(data)} bytes, expected {length}")
     return seq, data
+
+
+class _QueueMoved(TcpRepairError):
+    """The queues changed while they were read (a segment got past the freeze)."""
 
 
 def _tcp_info(sock: socket.socket) -> dict:
@@ -243,6 +288,91 @@ def _tcp_info(sock: socket.socket) -> dict:
     }
 
 
+# socket options carried to the new socket (extra["sockopts"]): what BGP sets on its
+# sockets (TCP_NODELAY, TTL/GTSM minimum TTL, DSCP, VRF device, fwmark). A hand-over must
+# not reopen the GTSM check or Nagle-delay the first KEEPALIVE while the engine re-applies
+# its configuration. (name, level, option) for int options; the device name apart.
+_SOCKOPTS = {
+    "common": (("nodelay", socket.IPPROTO_TCP, socket.TCP_NODELAY),
+               ("keepalive", socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+               ("mark", socket.SOL_SOCKET, SO_MARK),
+               ("priority", socket.SOL_SOCKET, SO_PRIORITY)),
+    "inet": (("tos", socket.IPPROTO_IP, IP_TOS),
+             ("ttl", socket.IPPROTO_IP, IP_TTL),
+             ("minttl", socket.IPPROTO_IP, IP_MINTTL)),
+    "inet6": (("tclass", socket.IPPROTO_IPV6, IPV6_TCLASS),
+              ("hops", socket.IPPROTO_IPV6, IPV6_UNICAST_HOPS),
+              ("minhops", socket.IPPROTO_IPV6, IPV6_MINHOPCOUNT)),
+}
+
+
+def _sockopt_table(family: str):
+    return _SOCKOPTS["common"] + _SOCKOPTS[family]
+
+
+def _read_sockopts(sock: socket.socket, family: str) -> dict:
+    out: dict = {}
+    for name, level, opt in _sockopt_table(family):
+        try:
+            out[name] = sock.getsockopt(level, opt)
+        except OSError:  # an option this kernel does not know: nothing to carry
+            continue
+    try:
+        dev = sock.getsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, 16).split(b"\0", 1)[0]
+    except OSError:
+        dev = b""
+    if dev:
+        out["device"] = dev.decode()
+    return out
+
+
+def _apply_sockopts(sock: socket.socket, family: str, opts: dict) -> None:
+    """Set the carried options that differ from the new socket's defaults (before bind:
+    the device decides which addresses and routes the socket may use)."""
+    if opts.get("device"):
+        with _step("SO_BINDTODEVICE"):
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, opts["device"].encode())
+    for name, level, opt in _sockopt_table(family):
+        want = opts.get(name)
+        if want is None:
+            continue
+        with _step(f"socket option {name}"):
+            if sock.getsockopt(level, opt) != want:
+                sock.setsockopt(level, opt, want)
+
+
+def _read_queues(sock: socket.socket) -> tuple:
+    """Sequence numbers, the three queues and the window, read consistently: every
+    counter is read again afterwards and the read is repeated (3 times at most) if a
+    segment changed anything meanwhile (possible only in the microseconds after the
+    freeze, for a packet already past the netfilter hook)."""
+    for _attempt in range(3):
+        outq = _ioctl_int(sock, SIOCOUTQ, "SIOCOUTQ")
+        unsent = _ioctl_int(sock, SIOCOUTQNSD, "SIOCOUTQNSD")
+        inq = _ioctl_int(sock, SIOCINQ, "SIOCINQ")
+        if not 0 <= unsent <= outq:
+            raise TcpRepairError("SIOCOUTQNSD", errno_mod.EIO, f"unsent {unsent} > queued {outq}")
+        with _step("TCP_REPAIR_WINDOW"):
+            raw_window = sock.getsockopt(socket.IPPROTO_TCP, TCP_REPAIR_WINDOW, _WINDOW.size)
+        try:
+            rcv_seq, recvq = _peek_queue(sock, TCP_RECV_QUEUE, inq, "receive")
+            snd_seq, sendq = _peek_queue(sock, TCP_SEND_QUEUE, outq, "send")
+        except _QueueMoved:
+            _set_queue(sock, TCP_NO_QUEUE, "select no queue")
+            continue
+        _set_queue(sock, TCP_NO_QUEUE, "select no queue")
+        with _step("TCP_REPAIR_WINDOW"):
+            same_window = raw_window == sock.getsockopt(socket.IPPROTO_TCP, TCP_REPAIR_WINDOW,
+                                                        _WINDOW.size)
+        if (same_window and _ioctl_int(sock, SIOCOUTQ, "SIOCOUTQ") == outq
+                and _ioctl_int(sock, SIOCOUTQNSD, "SIOCOUTQNSD") == unsent
+                and _ioctl_int(sock, SIOCINQ, "SIOCINQ") == inq):
+            window = TcpWindow(*_WINDOW.unpack(raw_window))
+            return rcv_seq, recvq, snd_seq, sendq[:outq - unsent], sendq[outq - unsent:], window
+    raise TcpRepairError("read queues", errno_mod.EAGAIN,
+                         "the queues kept changing while read: is the 4-tuple frozen?")
+
+
 def dump(sock: socket.socket) -> TcpState:
     """Put ``sock`` in repair mode and read its state.
 
@@ -251,6 +381,19 @@ def dump(sock: socket.socket) -> TcpState:
     is left in repair mode: either `close_silently` it (hand-over) or `leave_repair` it
     (the hand-over was abandoned and the old owner carries on). Only ESTABLISHED
     connections are supported (a BGP session in any other state is re-established).
+
+    ``sock`` may be a second descriptor of a socket another object owns, e.g. of an
+    asyncio transport: ``socket.socket(fileno=os.dup(transport.get_extra_info("socket")
+    .fileno()))``. Repair mode belongs to the socket, not to the descriptor, so:
+
+    * pause the transport first (``pause_reading()``, and write nothing more): in repair
+      mode the kernel refuses reads (EPERM) and writes (EINVAL), which the transport
+      would take for a broken connection; bytes still in the transport's own write buffer
+      (``get_write_buffer_size()``) are not in the kernel and not in this dump;
+    * close the other descriptors (``transport.abort()``) only after this call has put the
+      socket in repair mode: the last close of a socket in repair mode is silent, an
+      earlier one would not be if it were the last. Close them all before the new owner
+      restores (the 4-tuple must be free for its connect).
     """
     repair_on(sock)
     info = _tcp_info(sock)
@@ -261,24 +404,13 @@ def dump(sock: socket.socket) -> TcpState:
         local = sock.getsockname()
         remote = sock.getpeername()
     family = "inet6" if sock.family == socket.AF_INET6 else "inet"
-    outq = _ioctl_int(sock, SIOCOUTQ, "SIOCOUTQ")
-    unsent = _ioctl_int(sock, SIOCOUTQNSD, "SIOCOUTQNSD")
-    inq = _ioctl_int(sock, SIOCINQ, "SIOCINQ")
-    if not 0 <= unsent <= outq:
-        raise TcpRepairError("SIOCOUTQNSD", errno_mod.EIO, f"unsent {unsent} > queued {outq}")
     # in repair mode TCP_MAXSEG reads mss_clamp (the MSS negotiated at SYN time)
     mss = _get_uint(sock, TCP_MAXSEG, "TCP_MAXSEG")
     opts = info["options"]
     timestamp = 0
     if opts & TCPI_OPT_TIMESTAMPS:
         timestamp = _get_uint(sock, TCP_TIMESTAMP, "TCP_TIMESTAMP")
-    with _step("TCP_REPAIR_WINDOW"):
-        window = TcpWindow(*_WINDOW.unpack(
-            sock.getsockopt(socket.IPPROTO_TCP, TCP_REPAIR_WINDOW, _WINDOW.size)))
-    rcv_seq, recvq = _peek_queue(sock, TCP_RECV_QUEUE, inq, "receive")
-    snd_seq, sendq = _peek_queue(sock, TCP_SEND_QUEUE, outq, "send")
-    _set_queue(sock, TCP_NO_QUEUE, "select no queue")
-    split = outq - unsent
+    rcv_seq, recvq, snd_seq, sent, unsent, window = _read_queues(sock)
     with _step("SO_SNDBUF/SO_RCVBUF"):
         bufs = (sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
                 sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
@@ -291,8 +423,8 @@ def dump(sock: socket.socket) -> TcpState:
         scope_id=local[3] if family == "inet6" else 0,
         snd_seq=snd_seq,
         rcv_seq=rcv_seq,
-        send_queue_sent=sendq[:split],
-        send_queue_unsent=sendq[split:],
+        send_queue_sent=sent,
+        send_queue_unsent=unsent,
         recv_queue=recvq,
         mss=mss,
         wscale=bool(opts & TCPI_OPT_WSCALE),
@@ -303,7 +435,8 @@ def dump(sock: socket.socket) -> TcpState:
         timestamp=timestamp,
         window=window,
         extra={"snd_mss": info["snd_mss"], "rcv_mss": info["rcv_mss"],
-               "sndbuf": bufs[0], "rcvbuf": bufs[1]},
+               "sndbuf": bufs[0], "rcvbuf": bufs[1],
+               "sockopts": _read_sockopts(sock, family)},
     )
 
 
@@ -311,7 +444,8 @@ def close_silently(sock: socket.socket) -> None:
     """Close without a packet on the wire: repair mode makes close() a silent disconnect
     (no FIN, no RST). If repair mode cannot be entered, the socket is NOT closed and
     TcpRepairError is raised, so the caller never sends a FIN by accident. Other
-    descriptors of the same socket (dup) keep it alive; close them too."""
+    descriptors of the same socket (dup) keep it alive; close them too (repair mode is
+    the socket's, so their close is silent as well)."""
     repair_on(sock)
     sock.close()
 
@@ -332,46 +466,16 @@ def md5sig(remote_addr: str, key: bytes | str | None, scope_id: int = 0) -> byte
     return sa + struct.pack("=BBHi", 0, 0, len(raw), 0) + raw.ljust(TCP_MD5SIG_MAXKEYLEN, b"\0")
 
 
-def _netns_path(netns: str) -> str:
-    return netns if "/" in netns else f"/var/run/netns/{netns}"
-
-
-_libc = None
-
-
 def _new_socket(family: int, netns: str | None) -> socket.socket:
     """A TCP socket, created inside ``netns`` (name or path) when given: setns() in a
-    short-lived thread (it only moves that thread); the socket keeps its namespace."""
-    if netns is None:
-        return socket.socket(family, socket.SOCK_STREAM)
-    global _libc
-    import ctypes
-
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    result: dict = {}
-
-    def target() -> None:
-        try:
-            with open(_netns_path(netns)) as f:
-                if _libc.setns(f.fileno(), 0x40000000) != 0:  # CLONE_NEWNET
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns {netns}: {os.strerror(err)}")
-            result["sock"] = socket.socket(family, socket.SOCK_STREAM)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            result["exc"] = exc
-
-    t = threading.Thread(target=target, name="tcp-repair-setns", daemon=True)
-    t.start()
-    t.join(10)
-    if "exc" in result:
-        exc = result["exc"]
-        if isinstance(exc, OSError):
-            raise TcpRepairError("socket in netns", exc.errno or errno_mod.EIO, str(exc))
-        raise exc
-    if "sock" not in result:
-        raise TcpRepairError("socket in netns", errno_mod.ETIMEDOUT, netns)
-    return result["sock"]
+    short-lived thread (it only moves that thread), or directly when the caller is already
+    there; the socket keeps its namespace for life."""
+    try:
+        return run_in_netns(netns, lambda: socket.socket(family, socket.SOCK_STREAM))
+    except TimeoutError as exc:
+        raise TcpRepairError("socket in netns", errno_mod.ETIMEDOUT, str(netns)) from exc
+    except OSError as exc:
+        raise TcpRepairError("socket in netns", exc.errno or errno_mod.EIO, str(exc)) from exc
 
 
 def _send_all(sock: socket.socket, data: bytes, what: str) -> None:
@@ -413,13 +517,15 @@ def restore(
     """Rebuild ``state`` in a new socket; nothing is sent while the socket is rebuilt.
 
     Order (each step depends on the one before; see docs/nsr-tcp.md):
-    socket → repair on → SO_REUSEADDR → TCP-MD5 key → bind → queue sequence numbers
+    socket → repair on → SO_REUSEADDR → TCP-MD5 key → buffer sizes → carried socket
+    options (device, TTL/minimum TTL, TOS, NODELAY, ...) → MSS → bind → queue sequence numbers
     (receive, send) → connect (repair: no SYN, straight to ESTABLISHED) → TCP_REPAIR_OPTIONS
     (must precede any data) → TCP_TIMESTAMP → receive queue → sent part of the send queue
     (in repair mode: counted as in flight) → not-yet-sent part (repair mode off for the
     write, so it is queued as new data; the send window is still 0 so it stays queued) →
-    TCP_REPAIR_WINDOW → leave repair mode (unless ``leave_repair_mode`` is False: then call
-    `leave_repair` after unfreezing, so the window probe reaches the peer).
+    TCP_REPAIR_WINDOW → leave repair mode and push the queued bytes (unless
+    ``leave_repair_mode`` is False: then call `leave_repair` after unfreezing, so the
+    window probe and the queued bytes reach the peer).
 
     The 4-tuple must be frozen by the caller. ``md5_key`` comes from configuration (a
     kernel never gives a key back). ``netns`` (name under /var/run/netns or a path) creates
@@ -452,6 +558,12 @@ def _restore_into(sock: socket.socket, st: TcpState, md5_key, fail_at: str | Non
         with _step("TCP_MD5SIG"):
             sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, md5sig(st.remote_addr, md5_key))
     _size_buffers(sock, st)
+    _apply_sockopts(sock, st.family, st.extra.get("sockopts") or {})
+    if TCP_MIN_MSS <= st.mss <= TCP_MAX_USER_MSS:
+        # user MSS = the negotiated one, before connect: connect sizes the segments from
+        # it (mss_cache). TCP_REPAIR_OPTIONS later only sets the clamp, so without this
+        # the new socket would send 536-byte segments (the default clamp at connect)
+        _set_int(sock, TCP_MAXSEG, st.mss, "TCP_MAXSEG")
     check("bind")
     local = (st.local_addr, st.local_port)
     remote = (st.remote_addr, st.remote_port)
@@ -546,6 +658,7 @@ __all__ = [
     "dump",
     "leave_repair",
     "md5sig",
+    "push_pending",
     "repair_on",
     "restore",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 
 import pytest
 
@@ -76,17 +77,50 @@ def test_ruleset_rejects_bad_input():
 
 
 def test_nft_argv_in_namespace():
-    assert netlock._nft_argv("ns1", ["-f", "-"]) == ["ip", "netns", "exec", "ns1", "nft", "-f", "-"]
+    assert netlock._nft_argv(None, ["-f", "-"]) == ["nft", "-f", "-"]
+    assert netlock._nft_argv("ns1", ["-f", "-"])[:2] in (
+        ["nsenter", "--net=/run/netns/ns1"], ["nsenter", "--net=/var/run/netns/ns1"])
     assert netlock._nft_argv("/run/netns/x", ["list", "tables"])[:2] == ["nsenter", "--net=/run/netns/x"]
 
 
-def test_netlock_error_names_the_action(monkeypatch):
+def test_nft_arguments_as_a_libnftables_buffer():
+    assert netlock._cmd_text(["-f", "-"], "add table inet t\n") == "add table inet t\n"
+    assert netlock._cmd_text(["delete", "table", "inet", "fcr_nsr_x"], None) == \
+        "delete table inet fcr_nsr_x"
+    assert netlock._cmd_text(["-j", "list", "ruleset"], None) is None  # options: the program
+
+
+@pytest.mark.parametrize("backend", ["exec", "auto"])
+def test_netlock_error_names_the_action(monkeypatch, backend):
+    monkeypatch.setattr(netlock, "BACKEND", backend)
     monkeypatch.setattr(netlock, "_nft_argv", lambda ns, args: ["false"])
+
+    class Failing:  # stands for libnftables and for one of its contexts
+        def context(self, netns):
+            return self
+
+        def run(self, text, netns=None):
+            return 1, "", "Error: injected"
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(netlock, "_lib", lambda: None if backend == "exec" else Failing())
     lock = netlock.NetLock([("10.0.0.1", 1, "10.0.0.2", 2)])
     with pytest.raises(netlock.NetLockError, match="freeze fcr_nsr_"):
         with lock:
             pass
     assert not lock.active
+    with pytest.raises(ValueError):
+        netlock.unfreeze("not_ours")
+
+
+def test_run_in_netns_reraises_and_needs_a_namespace():
+    assert netlock.run_in_netns(None, lambda: 42) == 42
+    with pytest.raises(OSError):
+        netlock.run_in_netns("fcrt-no-such-namespace", lambda: 1)
+    # the caller's own namespace: no thread, no setns
+    assert netlock.run_in_netns("/proc/self/ns/net", threading.get_ident) == threading.get_ident()
 
 
 def test_dump_of_unconnected_socket_names_the_step():
@@ -131,3 +165,70 @@ def test_loopback_dump_restore_and_injected_failure():
     finally:
         s.close()
         ls.close()
+
+
+def test_state_carries_socket_options_through_json():
+    st = _state(extra={"sockopts": {"nodelay": 1, "hops": 255, "minhops": 254, "device": "vrf1"}})
+    again = TcpState.from_dict(json.loads(json.dumps(st.to_dict())))
+    assert again == st and again.extra["sockopts"]["device"] == "vrf1"
+    again.extra["sockopts"]["hops"] = 1  # a copy: the dict of the first state is untouched
+    assert st.extra["sockopts"]["hops"] == 255
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="TCP_REPAIR needs CAP_NET_ADMIN")
+def test_dump_of_a_paused_asyncio_transport_through_a_dup():
+    """The engine's path: its session is an asyncio transport; it pauses it, dumps a dup of
+    the socket's descriptor, closes the dup silently, then aborts the transport (its close
+    of the last descriptor is silent: repair mode is the socket's). The options of the old
+    socket (NODELAY, TTL, minimum TTL) reach the new one."""
+    import asyncio
+
+    async def main() -> None:
+        got: list[bytes] = []
+
+        async def serve(reader, writer):
+            writer.write(b"unread by the engine")
+            await writer.drain()
+            got.append(await reader.read(100))
+            got.append(await reader.read(100))
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        raw = writer.transport.get_extra_info("socket")
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        raw.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
+        raw.setsockopt(socket.IPPROTO_IP, tcp_repair.IP_MINTTL, 254)
+        writer.transport.pause_reading()
+        writer.write(b"hello")
+        await writer.drain()
+        for _ in range(200):  # the server's bytes are in our receive queue
+            if tcp_repair._ioctl_int(raw, tcp_repair.SIOCINQ, "inq") == 20:
+                break
+            await asyncio.sleep(0.005)
+        dup = socket.socket(fileno=os.dup(raw.fileno()))
+        st = tcp_repair.dump(dup)
+        assert st.recv_queue == b"unread by the engine"
+        assert st.extra["sockopts"]["nodelay"] == 1 and st.extra["sockopts"]["minttl"] == 254
+        tcp_repair.close_silently(dup)
+        writer.transport.abort()  # the last descriptor: silent, the socket is in repair mode
+        await asyncio.sleep(0.05)
+        new = tcp_repair.restore(TcpState.from_dict(st.to_dict()))
+        try:
+            assert new.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+            assert new.getsockopt(socket.IPPROTO_IP, socket.IP_TTL) == 255
+            assert new.getsockopt(socket.IPPROTO_IP, tcp_repair.IP_MINTTL) == 254
+            new.setblocking(False)
+            loop = asyncio.get_running_loop()
+            assert await asyncio.wait_for(loop.sock_recv(new, 100), 5) == b"unread by the engine"
+            await loop.sock_sendall(new, b" world")
+            for _ in range(200):
+                if len(got) == 2:
+                    break
+                await asyncio.sleep(0.005)
+            assert got == [b"hello", b" world"]  # no EOF, no reset: the session went on
+        finally:
+            new.close()
+            server.close()
+
+    asyncio.run(main())
