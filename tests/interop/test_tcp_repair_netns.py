@@ -8,10 +8,14 @@ error. TCP-MD5 is on. The peer reads slower than the worker writes (the worker's
 queue holds unsent data) and the worker reads slower than the peer writes (its receive
 queue holds unread data), so dumps carry in-flight bytes.
 
-One hand-over: NetLock (nftables, fcr namespace) → A: dump + close_silently → B: restore
-(repair mode kept) → unlock → B: leave repair mode, carry on. 20 in a row, then one whose
-restore fails (injected) and is retried. tcpdump on the peer's veth: no RST, no FIN, every
-segment signed (TCP-MD5 option), and the data gap each hand-over leaves on the wire.
+One hand-over: NetLock (nftables, fcr namespace) → A: dump + close_silently → state to B
+over a Unix socket pair → B: restore (repair mode kept) → unlock → B: leave repair mode,
+carry on. 20 in a row, 0.15 s apart, then one whose restore fails (injected) and is
+retried. tcpdump on both ends of the veth: no RST, no FIN, every segment signed (TCP-MD5
+option), nothing lost by tcpdump, and the data gap each hand-over leaves on the wire.
+The helpers stop their traffic before the captures end: a process that exits with unread
+data sends a RST (that, with the captures stopped first, was the old "reset with no RST
+on the wire" flake; docs/nsr-tcp.md).
 """
 
 from __future__ import annotations
@@ -416,10 +420,6 @@ def gap_ms(pkts: list[dict], src: str, t_before: float, t_after: float) -> float
     return (min(after) - max(before)) * 1e3
 
 
-# Issue 5 is open: in 1 of 9 full runs the peer's send() saw a connection reset that the
-# capture does not show (no RST/FIN on the wire). Until that is understood the test runs
-# every time and reports XFAIL/XPASS instead of failing the suite (docs/nsr-tcp.md).
-@pytest.mark.xfail(strict=False, reason="intermittent reset on the peer side, 1 of 9 runs; see docs/nsr-tcp.md")
 @pytest.mark.parametrize("family", ["inet", "inet6"])
 def test_tcp_repair_handover(topology, workdir, family):
     v6 = family == "inet6"
