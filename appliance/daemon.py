@@ -9,7 +9,10 @@ bad configuration (nothing is started), 1 for a failure to start (e.g. the BGP p
 taken; whatever had started is stopped again).
 
 The BFD worker is a child process that exits when its pipe to fcrd closes, so it
-never outlives fcrd, even when fcrd is killed.
+never outlives fcrd, even when fcrd is killed — unless a socket holder keeps the sessions
+across a crash (``--nsr-holder PATH``, appliance/nsr/crash.py): the holder then keeps the
+worker's pipe too, and ``--recover`` (implied when the holder has orphaned sessions)
+continues the sessions and re-attaches the worker.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import os
 import signal
 import socket
 import sys
+from typing import Any
 
 from . import __version__
 from .config.native import ConfigError, EngineConfig, SystemConfig, load_file
@@ -50,12 +54,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "until the active engine hands its sessions over (nsr.adopt)")
     ap.add_argument("--control-after-adopt", help="standby: take this control socket path over "
                     "once the sessions are adopted (the active engine's well-known path)")
+    ap.add_argument("--nsr-holder", help="socket holder (Unix socket path) that keeps the sessions "
+                    "across a crash of this engine (appliance/nsr/crash.py); started detached when "
+                    "nobody serves the path")
+    ap.add_argument("--recover", action="store_true", help="continue the sessions the holder keeps "
+                    "for a crashed engine (implied when it has any; needs --nsr-holder)")
     ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     ap.add_argument("--version", action="version", version=f"fcrd {__version__}")
     return ap.parse_args(argv)
 
 
-async def _run(engine: Engine, control_path: str, takeover_path: str | None = None) -> int:
+async def _run(engine: Engine, control_path: str, takeover_path: str | None = None,
+               guard: Any = None, recover: bool = False) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     reason: list[str] = []
@@ -73,7 +83,11 @@ async def _run(engine: Engine, control_path: str, takeover_path: str | None = No
     try:
         os.makedirs(os.path.dirname(os.path.abspath(control_path)), exist_ok=True)
         await control.start()
+        if guard is not None:
+            await guard.start()
         await engine.start()
+        if recover and guard is not None:
+            await guard.recover()
     except OSError as exc:
         log_event(log, "daemon.start-failed", level=logging.ERROR, error=str(exc))
         print(f"fcrd: cannot start: {exc}", file=sys.stderr)
@@ -93,6 +107,8 @@ async def _run(engine: Engine, control_path: str, takeover_path: str | None = No
     log_event(log, "daemon.ready", control=control_path, pid=os.getpid())
     await stop.wait()
     log_event(log, "daemon.stopping", signal=reason[0] if reason else "")
+    if guard is not None:
+        await guard.stop()  # first: the sessions closed next get their FIN
     await engine.stop(SHUTDOWN_MESSAGE)
     await control.close()
     return 0
@@ -107,7 +123,19 @@ def main(argv: list[str] | None = None) -> int:
         # Nothing is started for a bad file: message names the JSON path, exit 2.
         print(f"fcrd: invalid configuration {args.config}: {exc.path}: {exc.message}", file=sys.stderr)
         return 2
-    engine = Engine(config, kernel=True, standby=args.standby)
+    recover = False
+    if args.nsr_holder and not args.standby:
+        from .nsr.holder import query
+
+        held = query(args.nsr_holder) or {}
+        orphans = [s["key"] for s in held.get("sessions", []) if s.get("orphan")]
+        recover = bool(orphans) or any(b.get("orphan") for b in held.get("bfd") or [])
+        if args.recover and not recover:
+            log_event(log, "daemon.nothing-to-recover", holder=args.nsr_holder)
+    elif args.recover:
+        print("fcrd: --recover needs --nsr-holder (and not --standby)", file=sys.stderr)
+        return 2
+    engine = Engine(config, kernel=True, standby=args.standby or recover)
     if args.config:
         with open(args.config, encoding="utf-8") as f:
             engine.config_digest = config_digest(json.load(f))
@@ -119,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     elif args.standby:
         print("fcrd: --standby needs --nsr-store", file=sys.stderr)
         return 2
+    guard = None
+    if args.nsr_holder:
+        from .nsr.crash import CrashGuard
+
+        guard = CrashGuard(engine, args.nsr_holder, args.engine_id or f"{socket.gethostname()}-{os.getpid()}",
+                           holder_log=os.path.join(os.path.dirname(os.path.abspath(args.nsr_holder)),
+                                                   "holder.log"))
+        engine.nsr_hooks = guard
     profile_to = os.environ.get("FCRD_PROFILE")
     if profile_to:
         # Developer aid: profile the whole run, written on clean exit (SIGTERM).
@@ -126,10 +162,11 @@ def main(argv: list[str] | None = None) -> int:
 
         prof = cProfile.Profile()
         try:
-            return prof.runcall(asyncio.run, _run(engine, args.control, args.control_after_adopt))
+            return prof.runcall(asyncio.run, _run(engine, args.control, args.control_after_adopt,
+                                                  guard, recover))
         finally:
             prof.dump_stats(profile_to)
-    return asyncio.run(_run(engine, args.control, args.control_after_adopt))
+    return asyncio.run(_run(engine, args.control, args.control_after_adopt, guard, recover))
 
 
 if __name__ == "__main__":

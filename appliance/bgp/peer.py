@@ -183,17 +183,43 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.closed: asyncio.Future[None] = peer._loop_get().create_future()
+        # NSR crash guard (appliance/nsr/crash.py): reads peek and take whole messages only;
+        # writes are logged before they are sent
+        self.peek: Any = None
+        self.tx_log: Any = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)  # type: ignore[attr-defined]
+        hooks = getattr(self.peer.listener, "nsr_hooks", None)
+        if hooks is not None:
+            hooks.connection_made(self, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
         if self.session is not None:
             self.peer._data(self.session, self)
 
+    def peeked(self, data: bytes) -> int:
+        """Peek mode: ``data`` is still in the kernel's receive queue. Frame and dispatch
+        the whole messages; return how many of its bytes they used (the reader removes
+        exactly those from the kernel), or -1 when the session went away meanwhile."""
+        old = len(self.buf)
+        self.buf += data
+        s = self.session
+        if s is not None:
+            self.peer._data(s, self)
+        if self.session is not s or s is None:
+            return -1
+        left = len(self.buf)
+        used = max(0, old + len(data) - left - old)
+        del self.buf[max(0, left - (len(data) - used)):]  # keep only what left the kernel
+        return used
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.tx_log is not None:
+            self.tx_log.close()  # the connection is gone: its log-before-send record too
+            self.tx_log = None
         if not self.closed.done():
             self.closed.set_result(None)
         if self.session is not None:
@@ -348,7 +374,12 @@ class Peer:
             if name:
                 sent[name] += 1
         sent["total"] += len(messages)
+        tx_log = s.proto.tx_log if s.proto is not None else None
+        if tx_log is not None:  # log before send (NSR crash guard)
+            tx_log.append(messages, s.transport.get_write_buffer_size())
         s.transport.writelines(messages)
+        if tx_log is not None:
+            tx_log.sync(s.transport.get_write_buffer_size())
         return True
 
     def can_send(self) -> bool:
@@ -411,18 +442,9 @@ class Peer:
             raise HandoverError(f"{self.name}: no Established connection to detach")
         if t.get_write_buffer_size():
             raise HandoverError(f"{self.name}: write buffer not drained")
-        now = self._loop_get().time()
         raw = t.get_extra_info("socket")
         dup = socket.socket(fileno=os.dup(raw.fileno()))
-        snap = {
-            "neighbor": self.name,
-            "fsm": s.fsm.to_dict(now),
-            "outgoing": s.outgoing,
-            "local-open": self.local_open.encode().hex(),
-            "remote-open": s.remote_open.encode().hex() if s.remote_open else "",
-            "rx-pending": base64.b64encode(bytes(proto.buf)).decode("ascii"),
-            "statistics": self.stats.to_dict(),
-        }
+        snap = self.session_snapshot()
         for h in s.timers.values():
             h.cancel()
         s.timers.clear()
@@ -435,10 +457,27 @@ class Peer:
         log.info("event=bgp.handover-detached peer=%s", self.name)
         return dup, snap
 
-    async def adopt(self, snap: dict[str, Any], sock: socket.socket) -> None:
+    def session_snapshot(self) -> dict[str, Any]:
+        """What ``adopt`` needs to continue the Established session elsewhere: FSM with
+        remaining timers, both OPENs, bytes read but not yet framed, counters."""
+        s = self._primary
+        return {
+            "neighbor": self.name,
+            "fsm": s.fsm.to_dict(self._loop_get().time()),
+            "outgoing": s.outgoing,
+            "local-open": self.local_open.encode().hex(),
+            "remote-open": s.remote_open.encode().hex() if s.remote_open else "",
+            "rx-pending": base64.b64encode(bytes(s.proto.buf) if s.proto else b"").decode("ascii"),
+            "statistics": self.stats.to_dict(),
+        }
+
+    async def adopt(self, snap: dict[str, Any], sock: socket.socket, *, tx_log: Any = None,
+                    tx_prefix: bytes = b"") -> None:
         """Continue a session another engine detached: ``sock`` is its restored socket.
         Sends a KEEPALIVE at once; the listener is not told of an Established transition
-        (the speaker adopts the session's RIBs itself)."""
+        (the speaker adopts the session's RIBs itself). After a crash (nsr/crash.py):
+        ``tx_prefix`` is the rest of a message the dead engine had started, written first
+        (already in ``tx_log``, the connection's log-before-send record from now on)."""
         loop = self._loop_get()
         p = self._primary
         if p.fsm.state is not State.IDLE or p.transport is not None or self._secondary is not None:
@@ -461,10 +500,15 @@ class Peer:
         configure_session_socket(sock, ttl=ttl, min_ttl=min_ttl)
         proto = _Protocol(self)
         proto.buf += base64.b64decode(snap.get("rx-pending", ""))
+        proto.tx_log = tx_log
         self._primary = s
         await loop.connect_accepted_socket(lambda: proto, sock)
         self._attach(s, proto, s.outgoing)
         _restore_stats(self.stats, snap.get("statistics") or {})
+        if tx_prefix and s.transport is not None:
+            s.transport.write(tx_prefix)
+            if tx_log is not None:
+                tx_log.sync(s.transport.get_write_buffer_size())
         # a KEEPALIVE at once: the peer hears from us before anything else can go wrong
         self._write(s, KEEPALIVE, "keepalive")
         if s.fsm.s.keepalive_interval:
@@ -613,7 +657,12 @@ class Peer:
     def _write(self, s: _Session, data: bytes, kind: str) -> None:
         if s.transport is None or s.transport.is_closing():
             return
+        tx_log = s.proto.tx_log if s.proto is not None else None
+        if tx_log is not None:  # log before send (NSR crash guard)
+            tx_log.append((data,), s.transport.get_write_buffer_size())
         s.transport.write(data)
+        if tx_log is not None:
+            tx_log.sync(s.transport.get_write_buffer_size())
         sent = self.stats.sent
         sent[kind] += 1
         sent["total"] += 1
@@ -681,6 +730,8 @@ class Peer:
     def _attach(self, s: _Session, proto: _Protocol, outgoing: bool) -> None:
         s.transport, s.proto, s.outgoing = proto.transport, proto, outgoing
         proto.session = s
+        if proto.peek is not None:
+            proto.peek.attached()
 
     async def _connect(self, s: _Session) -> None:
         """Outgoing connection attempt for the primary session."""

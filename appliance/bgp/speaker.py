@@ -193,6 +193,12 @@ class Speaker:
         self.on_rib_drained: Callable[[], None] | None = None
         # every session state change: (peer, old state, new state); must not block
         self.on_peer_state: Callable[[Peer, str, str], None] | None = None
+        # NSR crash guard (appliance/nsr/crash.py): peers call its connection hooks
+        self.nsr_hooks: Any = None
+        # crash recovery: output held per peer until the peers' routes are re-learned
+        self._held_out: dict[str, ExportContext] = {}
+        self._relearn: dict[str, set[AfiSafi]] = {}
+        self._relearn_timer: asyncio.TimerHandle | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self, *, standby: bool = False) -> None:
@@ -486,7 +492,80 @@ class Speaker:
         for key in adopted:
             self._resync_out(key)
         log_event(log, "bgp.adopted", peers=len(adopted))
+        if self.nsr_hooks is not None:
+            self.nsr_hooks.adopted(adopted)
         return adopted
+
+    async def recover_sessions(self, sessions: dict[str, tuple[dict, socket.socket, Any, bytes]],
+                               relearn_timeout: float = 10.0) -> list[str]:
+        """Continue sessions of an engine that crashed (appliance/nsr/crash.py): ``sessions``
+        maps a neighbor to (session snapshot, its socket, transmit log, rest of a partial
+        message). No RIB comes with them: each peer is asked for a ROUTE-REFRESH, and our
+        output to all of them is held until their routes are back (EoRR with enhanced
+        route refresh, else ``relearn_timeout``); then each gets its Adj-RIB-Out again
+        (BoRR ... EoRR when negotiated: what it holds from us is replaced, only routes we
+        no longer have are swept). A peer without route refresh cannot be re-learned: its
+        session is reset."""
+        adopted: list[str] = []
+        for key, (snap, sock, tx_log, rest) in sessions.items():
+            peer = self.peers.get(key)
+            if peer is None:
+                raise HandoverError(f"{key}: not a configured neighbor")
+            await peer.adopt(snap, sock, tx_log=tx_log, tx_prefix=rest)
+            adopted.append(key)
+        for key in adopted:
+            peer = self.peers[key]
+            ribs = self._session_context(peer)
+            neg = peer.negotiated
+            if neg is None or not neg.route_refresh:
+                log_event(log, "bgp.recover-reset", level=logging.WARNING, peer=key,
+                          reason="the peer has no route refresh: its routes cannot be re-learned")
+                peer.reset(ErrorCode.CEASE, CeaseSubcode.ADMIN_RESET, idle_hold=1.0)
+                continue
+            ribs.adj_out.clear()
+            ctx, ribs.export_ctx = ribs.export_ctx, None
+            assert ctx is not None
+            self._held_out[key] = ctx
+            if neg.enhanced_route_refresh:
+                self._relearn[key] = set(ribs.families)
+            for fam in ribs.families:
+                peer.send_route_refresh(fam)
+        if self._held_out:
+            if self._relearn_timer is not None:
+                self._relearn_timer.cancel()
+            self._relearn_timer = self.loop.call_later(relearn_timeout, self._release_held, "timeout")
+            if not self._relearn:
+                self._relearn_timer.cancel()
+                self._relearn_timer = self.loop.call_later(
+                    min(relearn_timeout, 2.0), self._release_held, "no-enhanced-route-refresh")
+        log_event(log, "bgp.recovered", peers=len(adopted), relearning=len(self._relearn))
+        return adopted
+
+    def _relearned(self, key: str, family: AfiSafi) -> None:
+        fams = self._relearn.get(key)
+        if fams is None:
+            return
+        fams.discard(family)
+        if not fams:
+            del self._relearn[key]
+        if not self._relearn and self._held_out:
+            self._release_held("end-of-route-refresh")
+
+    def _release_held(self, why: str) -> None:
+        """Crash recovery: the peers' routes are back; send every held peer its table."""
+        if self._relearn_timer is not None:
+            self._relearn_timer.cancel()
+            self._relearn_timer = None
+        held, self._held_out = self._held_out, {}
+        self._relearn.clear()
+        for key, ctx in held.items():
+            peer, ribs = self.peers.get(key), self.ribs.get(key)
+            if peer is None or ribs is None or peer.state != "Established" or ribs.export_ctx is not None:
+                continue  # went down (or came up anew) meanwhile
+            ribs.export_ctx = ctx
+            for fam in ribs.families:
+                self._refresh_out(peer, ribs, fam)
+        log_event(log, "bgp.output-released", peers=len(held), reason=why)
 
     def _load_ribs(self, ribs: PeerRibs, d: dict[str, Any], interner: Any) -> None:
         ribs.adj_in = AdjRibIn.from_dict(d["adj-in"], interner)
@@ -544,6 +623,8 @@ class Speaker:
         """Peer hook: every FSM state change of a session (see Peer._notify_state)."""
         if self.on_peer_state is not None and self.peers.get(peer.name) is peer:
             self.on_peer_state(peer, old, new)
+        if self.nsr_hooks is not None and self.peers.get(peer.name) is peer:
+            self.nsr_hooks.state_changed(peer, old, new)
 
     def session_down(self, peer: Peer, reason: str) -> None:
         key = peer.config.neighbor_address
@@ -775,6 +856,10 @@ class Speaker:
             removed = ribs.adj_in.sweep_stale(family)
             if removed:
                 self._propagate(family, self.loc_rib[family].withdraw(ribs.source, removed))
+            if self._relearn:
+                self._relearned(key, family)
+                if self.on_end_of_rib is not None:
+                    self.on_end_of_rib(key, family)  # the re-learned table is complete
             return
         self._refresh_out(peer, ribs, family)
 

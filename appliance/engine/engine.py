@@ -96,6 +96,7 @@ class Engine:
         self.standby = standby
         self.config_digest = ""  # sha256 of the applied configuration (NSR sync check)
         self.nsr: Any = None     # appliance.nsr.agent.NsrAgent when NSR is enabled
+        self.nsr_hooks: Any = None  # appliance.nsr.crash.CrashGuard (fcrd --nsr-holder)
         self.netns = netns
         self.kernel = kernel
         self.bgp: Speaker | None = None
@@ -201,6 +202,7 @@ class Engine:
         sp.on_end_of_rib = self._on_end_of_rib
         sp.on_rib_drained = self._check_converged
         sp.on_peer_state = self._on_bgp_state
+        sp.nsr_hooks = self.nsr_hooks
         self.bgp = sp
         await sp.start(standby=self.standby)
         # before any session can come up (that takes several loop turns)
@@ -452,6 +454,8 @@ class Engine:
                 await self.loop.run_in_executor(None, bfd.start)
                 bfd.add_listener(self._on_bfd, self.loop)
                 self.bfd = bfd
+                if self.nsr_hooks is not None:
+                    self.nsr_hooks.bfd_started()  # the crash guard holds its pipes at once
             if self.bfd is not None:
                 configs = list(wanted.values())
                 await self.loop.run_in_executor(None, lambda: self.bfd.apply(configs))
@@ -587,8 +591,8 @@ class Engine:
         self._check_converged()
 
     def _check_converged(self) -> None:
-        if self._converged or self.rib is None or self._stopping:
-            return
+        if self._converged or self.rib is None or self._stopping or self.standby:
+            return  # a standby owns no FIB yet (nsr_activate checks again)
         sp = self.bgp
         if sp is not None:
             if sp.rib_pending():
@@ -656,11 +660,16 @@ class Engine:
             await asyncio.get_running_loop().run_in_executor(None, bfd.start)
             bfd.add_listener(self._on_bfd, self.loop)
             self.bfd = bfd
+            if self.nsr_hooks is not None:
+                self.nsr_hooks.bfd_started()  # the crash guard holds its pipes at once
 
-    async def nsr_activate(self, adopted: list[str], bfd_exported: dict[str, Any]) -> None:
+    async def nsr_activate(self, adopted: list[str], bfd_exported: dict[str, Any],
+                           relearn: list[str] = ()) -> None:
         """A standby that adopted sessions becomes the active engine: BFD sessions adopted
         then the rest started, listening and the other neighbors started, the FIB taken
-        over (reconcile: our kernel routes stay, differences are written)."""
+        over (reconcile: our kernel routes stay, differences are written). ``relearn``:
+        adopted sessions whose routes come back by route refresh (after a crash): the FIB
+        converges only once they are back (their EoRR), not at once."""
         loop = asyncio.get_running_loop()
         self.standby = False
         if bfd_exported or self._bfd_wanted:
@@ -676,6 +685,8 @@ class Engine:
         if self.bgp is not None:
             await self.bgp.activate(adopted)
             for key in adopted:
+                if key in relearn:
+                    continue
                 for fam in self.bgp.ribs[key].families:
                     self._eor.add((key, fam))
         if self.rib is not None:

@@ -195,6 +195,7 @@ class NsrAgent:
         if tuples:
             with contextlib.suppress(Exception):
                 netlock.NetLock(tuples, table=f"{netlock.TABLE_PREFIX}_fenced").acquire()
+        await self._drop_held(keys)
         for sock in socks:
             with contextlib.suppress(Exception):
                 tcp_repair.close_silently(sock)
@@ -323,6 +324,7 @@ class NsrAgent:
             raise
         self.lease = None
         self.role = "released"
+        await self._drop_held(list(detached))
         for sock, _snap, _tcp in detached.values():
             with contextlib.suppress(OSError):
                 tcp_repair.close_silently(sock)
@@ -349,6 +351,17 @@ class NsrAgent:
                   **{k: round(v, 4) for k, v in timing.items()})
         return {"to": to, "epoch": new_lease.epoch, "peers": keys, "timing": timing,
                 "freeze-table": lock.table if tuples else None}
+
+    async def _drop_held(self, keys: list[str]) -> None:
+        """With the crash guard (fcrd --nsr-holder, crash.py) the holder keeps a duplicate
+        of each session socket: it must be gone before the sockets are closed in repair
+        mode, or their 4-tuples could not be restored by the new owner."""
+        hooks = getattr(self.engine, "nsr_hooks", None)
+        if hooks is not None and keys:
+            try:
+                await hooks.drop_now(list(keys))
+            except Exception as exc:  # noqa: BLE001 - the holder closes them at its grace end
+                log_event(log, "nsr.holder-drop-failed", level=logging.WARNING, error=repr(exc))
 
     async def _export_bfd(self) -> dict[str, Any]:
         bfd = self.engine.bfd

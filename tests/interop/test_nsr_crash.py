@@ -1,0 +1,353 @@
+"""NSR switchover 3: the routing engine is killed (kill -9), against FRR (bgpd + bfdd).
+
+    fcr 10.0.94.1 ---- 10.0.94.2 frr     eBGP, TCP-MD5, hold 9 s, BFD 300 ms x 3
+
+fcrd runs with a socket holder (``--nsr-holder``; fcrd starts it on first use) that keeps
+a duplicate of the session's socket and the BFD worker's pipes. 10,000 routes each way.
+The test kills fcrd with SIGKILL at a random moment (a second round: in the middle of a
+soft clear, while UPDATEs stream both ways), starts a new fcrd with ``--recover`` and
+checks that FRR saw nothing: same established time and count, no NOTIFICATION, no new
+OPEN, its prefix counts never dip, BFD never leaves Up, and no RST or FIN on the wire;
+and that the new engine ends with the same routes (both tables complete).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import random
+import signal
+import threading
+import time
+
+import pytest
+
+from appliance.nsr.holder import query as holder_query
+from tests.topotest import wait_until
+from tests.topotest.fcr import FcrRouter
+from tests.topotest.frr import FrrRouter
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(300)]
+
+FCR_AS, FRR_AS = 65001, 65002
+A, B = "10.0.94.1", "10.0.94.2"
+KEY = "crash-s3cret"
+N_ROUTES = 10_000
+HOLD = 9
+ROUNDS = (False, True, False, True)  # quiet / busy kills
+
+
+def prefixes(base: str, n: int) -> list[str]:
+    first = int(ipaddress.ip_network(base).network_address)
+    return [f"{ipaddress.IPv4Address(first + (i << 8))}/24" for i in range(n)]
+
+
+FRR_NETS = prefixes("10.128.0.0/9", N_ROUTES)
+FCR_NETS = prefixes("172.16.0.0/12", N_ROUTES)
+
+
+def fcr_config() -> dict:
+    return {
+        "fcr-system:system": {"hostname": "fcr"},
+        "fcr-routing:routing": {"fib": {"enabled": False}},
+        "fcr-bgp:bgp": {
+            "global": {"as": FCR_AS, "router-id": "10.255.0.1"},
+            "neighbors": {"neighbor": [{
+                "neighbor-address": B, "peer-as": FRR_AS,
+                "timers": {"connect-retry": 1, "hold-time": HOLD, "keepalive-interval": 3},
+                "transport": {"tcp-md5-key": KEY},
+                "bfd": {"enabled": True, "desired-min-tx-interval": 300000,
+                        "required-min-rx-interval": 300000, "detection-multiplier": 3},
+                "afi-safis": {"afi-safi": [{"afi-safi-name": "ipv4-unicast"}]},
+            }]},
+            "networks": {"network": [{"prefix": p} for p in FCR_NETS]},
+        },
+    }
+
+
+def frr_config() -> str:
+    return FrrRouter.render_bgp(
+        FRR_AS, B, [{"address": A, "remote_as": FCR_AS, "connect_retry": 1, "timers": (3, HOLD),
+                     "extra": [f"password {KEY}", "bfd", "bfd profile crash"]}],
+        {"ipv4": FRR_NETS})
+
+
+def frr_view(frr: FrrRouter) -> dict:
+    n = frr.neighbor(A)
+    ms = n.get("messageStats", {})
+    af = n.get("addressFamilyInfo", {}).get("ipv4Unicast", {})
+    return {
+        "state": n.get("bgpState"),
+        "established-epoch": n.get("bgpTimerUpEstablishedEpoch"),
+        "established-count": n.get("connectionsEstablished"),
+        "dropped": n.get("connectionsDropped"),
+        "opens-sent": ms.get("opensSent"), "opens-recv": ms.get("opensRecv"),
+        "notifications-sent": ms.get("notificationsSent"),
+        "notifications-recv": ms.get("notificationsRecv"),
+        "updates-recv": ms.get("updatesRecv"),
+        "prefixes-received": af.get("acceptedPrefixCounter"),
+    }
+
+
+def frr_bfd(frr: FrrRouter) -> dict:
+    out = frr.vtysh("show bfd peers json", daemon="bfdd").stdout
+    peers = json.loads(out) if out.strip() else []
+    return next((p for p in peers if p.get("peer") == A), {})
+
+
+def frr_bfd_counters(frr: FrrRouter) -> dict:
+    out = frr.vtysh("show bfd peers counters json", daemon="bfdd").stdout
+    peers = json.loads(out) if out.strip() else []
+    return next((p for p in peers if p.get("peer") == A), {})
+
+
+class Watch:
+    """Samples FRR's view of the session every 0.2 s in a thread (bounded by stop())."""
+
+    def __init__(self, frr: FrrRouter) -> None:
+        self.frr = frr
+        self.samples: list[tuple[float, dict, str]] = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                self.samples.append((time.monotonic(), frr_view(self.frr), frr_bfd(self.frr).get("status", "")))
+            self._stop.wait(0.2)
+
+    def stop(self) -> list[tuple[float, dict, str]]:
+        self._stop.set()
+        self._t.join(10)
+        return self.samples
+
+
+def _kill(pid: int | None) -> None:
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
+
+
+def crash_and_recover(h, workdir, holder: str, store: str, old: FcrRouter, n: int, *,
+                      during=None) -> tuple[FcrRouter, float]:
+    """SIGKILL the running fcrd (after ``during()`` started something, if given), start the
+    next one with --recover; returns it and the seconds from the kill to its control socket."""
+    if during is not None:
+        during()
+    os.kill(old.fcrd_pid, signal.SIGKILL)
+    old.proc.wait(10)
+    t_kill = time.monotonic()
+    st = holder_query(holder)
+    assert st is not None and all(s["orphan"] for s in st["sessions"]), st
+    new = FcrRouter(h, workdir / f"fcr{n}", fcr_config(), extra_args=[
+        "--nsr-store", store, "--engine-id", f"e{n}", "--nsr-holder", holder, "--recover"], start=False)
+    new.start(timeout=30)
+    return new, time.monotonic() - t_kill
+
+
+def recovery_line(fcr: FcrRouter) -> str:
+    """The new engine's own account of the recovery (its log)."""
+    lines = fcr.log.read_text(errors="replace").splitlines()
+    keep = [ln.split("event=", 1)[1] for ln in lines if "event=nsr.recovered" in ln
+            or "event=nsr.continued" in ln or "event=bgp.output-released" in ln]
+    return " | ".join(keep)
+
+
+def test_crash_frr(topology, workdir):
+    h, f = topology.add_host("fcr"), topology.add_host("frr")
+    topology.link(h, f, [f"{A}/24"], [f"{B}/24"])
+    frr = FrrRouter(f, workdir / "frr", frr_config(), bfd=True)
+    res = frr.vtysh("configure terminal", "bfd", "profile crash", "receive-interval 300",
+                    "transmit-interval 300", "detect-multiplier 3", daemon="bfdd")
+    assert "%" not in res.stdout, res.stdout
+    store = str(workdir / "nsr.db")
+    holder = str(workdir / "run" / "holder.sock")
+    fcr = FcrRouter(h, workdir / "fcr0", fcr_config(), extra_args=[
+        "--nsr-store", store, "--engine-id", "e0", "--nsr-holder", holder])
+    routers = [fcr]
+    holder_pid = bfd_pid = None
+    tcpdump = None
+    try:
+        fcr.wait_established(B, 60)
+        wait_until(lambda: frr_view(frr)["prefixes-received"] == N_ROUTES, 60, 0.5, "FRR has our routes")
+        wait_until(lambda: fcr.summary()["rib"]["ipv4-unicast"] == 2 * N_ROUTES, 60, 0.5,
+                   "FCR has FRR's routes and its own")
+        wait_until(lambda: frr_bfd(frr).get("status") == "up", 20, 0.2, "BFD up")
+        st = wait_until(lambda: (s := holder_query(holder)) and s["sessions"] and s["bfd"] and s, 10, 0.1,
+                        "the holder keeps the session and the BFD worker")
+        holder_pid, bfd_pid = st["pid"], st["bfd"][0]["pid"]
+        assert [s["key"] for s in st["sessions"]] == [B] and not st["sessions"][0]["orphan"], st
+        time.sleep(1)
+        before = frr_view(frr)
+        nb = frr.neighbor(A)
+        print("FRR before the crashes:", before, {k: v for k, v in nb.items() if "reset" in k.lower() or "lastNotif" in k or "lastError" in k})
+        bfd_before = frr_bfd(frr)
+        cap = workdir / "frr.pcap"
+        tcpdump = f.popen(["tcpdump", "-i", "eth0", "-n", "-U", "-w", str(cap), "tcp port 179"],
+                          log=workdir / "tcpdump.log")
+        time.sleep(1.0)
+
+        # kill -9 at a random point of the keepalive cycle (quiet rounds), or while a soft
+        # clear streams 10,000 routes each way (busy rounds: messages half read, half written)
+        watch = Watch(frr)
+        cur = fcr
+        for n, busy in enumerate(ROUNDS, start=1):
+            during = None
+            if busy:
+                def during(cur=cur) -> None:
+                    frr.vtysh(f"clear bgp ipv4 unicast {A} soft")
+                    cur.clear(B, "out")
+                    time.sleep(random.uniform(0.02, 0.3))
+            else:
+                time.sleep(random.uniform(0, 3))
+            cur, t_ready = crash_and_recover(h, workdir, holder, store, cur, n, during=during)
+            routers.append(cur)
+            wait_until(lambda c=cur: c.neighbor_state(B) == "Established", 10, 0.1, "session adopted")
+            wait_until(lambda c=cur: c.summary()["rib"]["ipv4-unicast"] == 2 * N_ROUTES, 30, 0.2,
+                       "FRR's routes re-learned by route refresh")
+            rec = recovery_line(cur)
+            print(f"crash {n} ({'busy' if busy else 'quiet'}): new engine answering {t_ready:.2f} s "
+                  f"after the kill; {rec}")
+        time.sleep(HOLD + 1)  # longer than the hold time: the session is really kept
+        samples = watch.stop()
+
+        view = frr_view(frr)
+        print("FRR before", before, "\nFRR after ", view)
+        assert abs(view["established-epoch"] - before["established-epoch"]) <= 1, (view, before)
+        for k in ("state", "established-count", "dropped", "opens-sent", "opens-recv",
+                  "notifications-sent", "notifications-recv", "prefixes-received"):
+            assert view[k] == before[k], (k, view, before)
+        dips = [(round(t, 2), v) for t, v, _b in samples
+                if v["state"] != "Established" or v["prefixes-received"] != N_ROUTES]
+        assert not dips, dips[:5]
+        assert all(b == "up" for _t, _v, b in samples), [b for _t, _v, b in samples if b != "up"][:5]
+        bfd_after = frr_bfd(frr)
+        assert bfd_after.get("status") == "up" and bfd_after.get("uptime", 0) >= bfd_before.get("uptime", 0), \
+            (bfd_before, bfd_after)
+        assert frr_bfd_counters(frr).get("session-down-events", 0) == 0
+        nb = cur.neighbor(B)
+        assert nb["state"] == "Established" and nb["prefixes-received"] == N_ROUTES, nb
+        assert cur.summary()["rib"]["ipv4-unicast"] == 2 * N_ROUTES
+        sessions = cur.ctl("bfd.sessions")["sessions"]
+        assert [s["state"] for s in sessions] == ["Up"], sessions
+        st = holder_query(holder)
+        assert st["pid"] == holder_pid and [s["key"] for s in st["sessions"]] == [B], st
+        assert not st["sessions"][0]["orphan"] and st["bfd"][0]["pid"] == bfd_pid, st
+        tcpdump.send_signal(signal.SIGINT)
+        tcpdump.wait(10)
+        tcpdump = None
+        flags = f.run(["tcpdump", "-r", str(cap), "-n", "tcp[tcpflags] & (tcp-rst|tcp-fin) != 0"]).stdout
+        assert flags.strip() == "", flags
+
+        # a session that ends normally is dropped by the holder first: the FIN goes out,
+        # and the new session is the one held
+        frr.vtysh(f"clear bgp ipv4 unicast {A}")
+        wait_until(lambda: cur.neighbor(B).get("established-transitions", 0) > nb["established-transitions"]
+                   and cur.neighbor_state(B) == "Established", 30, 0.2, "session re-established")
+        wait_until(lambda: h.run(["ss", "-Htan", "state", "close-wait"]).stdout.strip() == ""
+                   and h.run(["ss", "-Htan", "state", "fin-wait-2"]).stdout.strip() == "", 10, 0.2,
+                   "the old connection closed on our side")
+        st = wait_until(lambda: (s := holder_query(holder)) and len(s["sessions"]) == 1 and s, 10, 0.1, "held")
+        est = [ln for ln in h.run(["ss", "-Htan", "state", "established", "( sport = :179 or dport = :179 )"]
+                                  ).stdout.splitlines() if ln.strip()]
+        assert len(est) == 1, est
+    finally:
+        if os.environ.get("KEEPDBG"):
+            import shutil
+            shutil.copytree(workdir, os.environ["KEEPDBG"], dirs_exist_ok=True,
+                            ignore=lambda d, names: [x for x in names if not os.path.isfile(os.path.join(d, x))
+                                                     and not os.path.isdir(os.path.join(d, x))])
+        if tcpdump is not None:
+            with contextlib.suppress(Exception):
+                tcpdump.kill()
+        for r in reversed(routers):
+            r.stop()
+        _kill(holder_pid)
+        if bfd_pid and _alive(bfd_pid):
+            _kill(bfd_pid)
+
+
+def test_issu_then_crash_frr(topology, workdir):
+    """The holder follows the sessions through in-service upgrades (the old engine drops
+    its duplicates before the sockets are closed in repair mode, the new engine puts its
+    restored ones); then the upgraded engine is killed and a new one recovers."""
+    from appliance.nsr.issu import run_issu
+    from tests.topotest.fcr import fcrd_env, fcrd_path
+
+    h, f = topology.add_host("fcr"), topology.add_host("frr")
+    topology.link(h, f, [f"{A}/24"], [f"{B}/24"])
+    frr = FrrRouter(f, workdir / "frr", frr_config(), bfd=True)
+    res = frr.vtysh("configure terminal", "bfd", "profile crash", "receive-interval 300",
+                    "transmit-interval 300", "detect-multiplier 3", daemon="bfdd")
+    assert "%" not in res.stdout, res.stdout
+    store = str(workdir / "nsr.db")
+    holder = str(workdir / "run" / "holder.sock")
+    fcr = FcrRouter(h, workdir / "fcr0", fcr_config(), extra_args=[
+        "--nsr-store", store, "--engine-id", "e0", "--nsr-holder", holder])
+    routers = [fcr]
+    holder_pid = None
+    pids: list[int] = []
+    try:
+        fcr.wait_established(B, 60)
+        wait_until(lambda: frr_view(frr)["prefixes-received"] == N_ROUTES, 60, 0.5, "FRR has our routes")
+        wait_until(lambda: fcr.summary()["rib"]["ipv4-unicast"] == 2 * N_ROUTES, 60, 0.5, "FCR has all")
+        wait_until(lambda: frr_bfd(frr).get("status") == "up", 20, 0.2, "BFD up")
+        holder_pid = wait_until(lambda: (s := holder_query(holder)) and s["sessions"] and s["pid"], 10, 0.1,
+                                "held")
+        time.sleep(1)
+        before = frr_view(frr)
+        control = str(fcr.control)
+        for i in range(2):
+            def start(engine_id: str, ctl: str, i=i):
+                return h.popen([fcrd_path(), "--config", str(workdir / "fcr0" / "fcrd.json"),
+                                "--control", ctl, "--nsr-store", store, "--engine-id", engine_id,
+                                "--nsr-holder", holder, "--standby", "--control-after-adopt", control],
+                               log=workdir / f"issu-{i}.log", env=fcrd_env())
+            out = run_issu(control, start)
+            pids.append(out["pid"])
+            assert out["adopted"]["peers"] == [B]
+            st = wait_until(lambda eid=out["engine-id"]: (s := holder_query(holder)) and s["sessions"]
+                            and s["sessions"][0]["engine-id"] == eid and s, 10, 0.1,
+                            "the new engine's socket is held")
+            assert len(st["sessions"]) == 1 and not st["sessions"][0]["orphan"], st
+            print(f"ISSU {i}: switchover {out['switchover']:.3f} s; holder {st['sessions']}")
+        os.kill(pids[-1], signal.SIGKILL)
+        t_kill = time.monotonic()
+        wait_until(lambda: all(s["orphan"] for s in holder_query(holder)["sessions"]), 5, 0.05, "orphaned")
+        new = FcrRouter(h, workdir / "fcr9", fcr_config(), extra_args=[
+            "--nsr-store", store, "--engine-id", "e9", "--nsr-holder", holder, "--recover"], start=False)
+        new.start(timeout=30)
+        routers.append(new)
+        t_ready = time.monotonic() - t_kill
+        wait_until(lambda: new.neighbor_state(B) == "Established", 10, 0.1, "adopted")
+        wait_until(lambda: new.summary()["rib"]["ipv4-unicast"] == 2 * N_ROUTES, 30, 0.2, "re-learned")
+        print(f"crash after ISSU: new engine answering {t_ready:.2f} s after the kill; {recovery_line(new)}")
+        time.sleep(HOLD + 1)
+        view = frr_view(frr)
+        assert abs(view["established-epoch"] - before["established-epoch"]) <= 1, (view, before)
+        for k in ("state", "established-count", "dropped", "opens-sent", "opens-recv",
+                  "notifications-sent", "notifications-recv", "prefixes-received"):
+            assert view[k] == before[k], (k, view, before)
+        assert frr_bfd(frr).get("status") == "up"
+        assert frr_bfd_counters(frr).get("session-down-events", 0) == 0
+        assert new.ctl("nsr.status")["active"] is True
+    finally:
+        for r in reversed(routers):
+            r.stop()
+        for pid in pids:
+            _kill(pid)
+        _kill(holder_pid)
