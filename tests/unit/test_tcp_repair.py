@@ -232,3 +232,42 @@ def test_dump_of_a_paused_asyncio_transport_through_a_dup():
             server.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="TCP_REPAIR needs CAP_NET_ADMIN")
+def test_restore_next_to_a_listener_on_the_same_port():
+    """The passive side of a BGP session: local port 179 is also the listener's. Repair
+    mode lets the new socket bind next to it (SO_REUSEADDR must not be set in repair mode:
+    it overwrites that), and the accepted socket's SO_REUSEADDR is set again on leaving
+    repair mode, so a listener can still be bound to the port later."""
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(4)
+    c = socket.create_connection(ls.getsockname())
+    s, _ = ls.accept()  # local port = the listener's
+    try:
+        c.sendall(b"to the passive side")
+        for _ in range(100):
+            if tcp_repair._ioctl_int(s, tcp_repair.SIOCINQ, "inq") == 19:
+                break
+            socket.socket().close()
+        st = tcp_repair.dump(s)
+        assert st.local_port == ls.getsockname()[1] and st.extra["sockopts"]["reuseaddr"] == 1
+        tcp_repair.close_silently(s)
+        s = tcp_repair.restore(st, leave_repair_mode=False)  # the listener is still there
+        tcp_repair.leave_repair(s)
+        assert s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == 1
+        s.settimeout(5)
+        assert s.recv(100) == b"to the passive side"
+        s.sendall(b"ok")
+        c.settimeout(5)
+        assert c.recv(10) == b"ok"
+        ls.close()  # and a new listener can take the port next to the restored session
+        ls = socket.socket()
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", st.local_port))
+        ls.listen(1)
+    finally:
+        for x in (s, c, ls):
+            x.close()
