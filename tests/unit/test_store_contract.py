@@ -25,6 +25,7 @@ from appliance.nsr.store import (
     FeedTruncated,
     LeaseConflict,
     MongoStore,
+    Record,
     StoreUnavailable,
     open_store,
 )
@@ -152,6 +153,43 @@ def test_second_handle_sees_writes(make_store):
     assert b.get("ns", "k").value == b"1"
     b.put("ns", "k", b"2")
     assert a.get("ns", "k").value == b"2"
+
+
+def test_same_key_twice_in_one_batch_last_wins(store):
+    last = store.put_many([("d", "k", b"1"), ("d", "other", b"x"), ("d", "k", {"v": 2})])
+    rec = store.get("d", "k")
+    assert rec.value == {"v": 2} and rec.seq <= last
+    state, _ = _state_from_feed(store)
+    assert state == {("d", "k"): {"v": 2}, ("d", "other"): b"x"}
+
+
+def test_large_values(make_store):
+    """A RIB snapshot as one record: several MB of bytes, a dict of 100,000 routes."""
+    # MongoDB keeps values above blob_bytes out of line (16 MB document limit): 1 MiB parts
+    # here so that a 6 MB value is 6 parts
+    s = make_store() if make_store.kind == "embedded" else make_store(blob_bytes=1 << 20)
+    big = os.urandom(6 << 20)
+    rib = {f"10.{i >> 8 & 255}.{i & 255}.0/24": {"nh": "192.0.2.1", "path": [65001, i]}
+           for i in range(100_000)}
+    s1 = s.put_many([("rib", "snapshot", big), ("rib", "small", b"s")])
+    s2 = s.put("rib", "json", rib)
+    assert s.get("rib", "snapshot").value == big and s.get("rib", "json").value == rib
+    assert [(r.key, len(r.value)) for r in s.scan("rib")] == [
+        ("json", len(rib)), ("small", 1), ("snapshot", len(big))]
+    state, last = _state_from_feed(s)
+    assert last == s2 and state[("rib", "snapshot")] == big and state[("rib", "json")] == rib
+    # a second handle (another process, another box) reads it too
+    other = make_store() if make_store.kind == "embedded" else make_store(blob_bytes=1 << 20)
+    assert other.get("rib", "snapshot").value == big
+    # overwritten by a small value, compacted: the big one is gone, the feed still replays
+    s3 = s.put("rib", "snapshot", b"tiny")
+    s.delete("rib", "json")
+    s.compact(s3)
+    assert s.get("rib", "snapshot").value == b"tiny" and s.get("rib", "json") is None
+    assert [c.value for c in s.changes(s3)] == [None]
+    if make_store.kind != "embedded":
+        assert s._blobs.count_documents({}) == 0, "parts of overwritten values left behind"
+    assert s1 < s2 < s3
 
 
 # -- change feed -------------------------------------------------------------------------------
@@ -485,6 +523,104 @@ def test_unavailable_store(make_store, tmp_path):
             MongoStore("mongodb://127.0.0.1:9/?directConnection=true",
                        server_selection_timeout=0.3)
         assert time.monotonic() - t0 < 5
+
+
+def test_unreachable_mongodb_fails_fast_with_a_clear_message():
+    pytest.importorskip("pymongo")
+    url = "mongodb://fcr:s3cret@127.0.0.1:1/?serverSelectionTimeoutMS=500"
+    t0 = time.monotonic()
+    with pytest.raises(StoreUnavailable) as err:
+        s = open_store(url)  # the URI's timeout counts, not the 5 s default
+        s.put("bgp/peer", "192.0.2.1", b"x")
+    took = time.monotonic() - t0
+    msg = str(err.value)
+    assert took < 1.5, f"StoreUnavailable after {took:.2f} s: {msg}"
+    assert "127.0.0.1:1" in msg and "unreachable" in msg and "Connection refused" in msg
+    assert "0.5" in msg and "Topology" not in msg, msg
+    assert "s3cret" not in msg and "fcr:***@" in msg
+
+
+def test_embedded_path_errors_are_precise(tmp_path):
+    cases = {
+        tmp_path / "missing" / "c.db": "directory .*missing does not exist",
+        tmp_path: "is a directory",
+    }
+    (tmp_path / "plain").write_text("x")
+    cases[tmp_path / "plain" / "c.db"] = "plain is not a directory"
+    (tmp_path / "junk.db").write_bytes(b"not a database, just text" * 100)
+    cases[tmp_path / "junk.db"] = "cannot open for writing: file is not a database"
+    if os.geteuid() != 0:  # root may write anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        EmbeddedStore(ro / "c.db").close()
+        ro.chmod(0o555)
+        cases[ro / "c.db"] = "cannot open for writing: directory .*ro is not writable"
+        cases[ro / "new.db"] = "cannot open for writing: directory .*ro is not writable"
+        rw = tmp_path / "rw"
+        rw.mkdir()
+        EmbeddedStore(rw / "c.db").close()
+        (rw / "c.db").chmod(0o444)
+        cases[rw / "c.db"] = "cannot open for writing: the file is not writable"
+    for path, pattern in cases.items():
+        t0 = time.monotonic()
+        with pytest.raises(StoreUnavailable, match=pattern) as err:
+            open_store(str(path))
+        assert time.monotonic() - t0 < 1.0
+        assert str(path) in str(err.value)
+
+
+def test_embedded_reads_page_by_bytes(tmp_path, monkeypatch):
+    from appliance.nsr.store import embedded
+
+    monkeypatch.setattr(embedded, "_READ_BYTES", 2000)
+    s = EmbeddedStore(tmp_path / "c.db")
+    recs = [("n", f"k{i:03d}", os.urandom(700 if i % 3 else 10)) for i in range(40)]
+    s.put_many(recs)
+    assert [(r.key, r.value) for r in s.scan("n")] == [(k, v) for _, k, v in recs]
+    assert [(c.key, c.value) for c in s.changes(0)] == [(k, v) for _, k, v in recs]
+    assert len(list(s.changes(0, limit=25))) == 25
+    s.close()
+
+
+_LAYOUT_1 = (  # the embedded layout before user_version 2 (sequence by AUTOINCREMENT)
+    "CREATE TABLE records(seq INTEGER PRIMARY KEY AUTOINCREMENT, ns TEXT NOT NULL,"
+    " key TEXT NOT NULL, value)",
+    "CREATE UNIQUE INDEX records_key ON records(ns, key)",
+    "CREATE TABLE leases(resource TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch INTEGER NOT NULL,"
+    " expires REAL NOT NULL, ttl REAL NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE meta(name TEXT PRIMARY KEY, value) WITHOUT ROWID",
+)
+
+
+def test_embedded_opens_layout_1(tmp_path):
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    for stmt in _LAYOUT_1:
+        db.execute(stmt)
+    for ns, key, value in [("a", "1", b"x"), ("b", "2", '{"v":1}'), ("a", "3", b"y"),
+                           ("a", "1", b"x2"), ("a", "3", None)]:
+        db.execute("INSERT OR REPLACE INTO records(ns, key, value) VALUES(?,?,?)", (ns, key, value))
+    db.execute("INSERT INTO leases VALUES('sess', 'A', 3, 0, 10)")
+    db.execute("INSERT INTO meta VALUES('floor', 2)")
+    db.close()
+    s = EmbeddedStore(path)
+    assert s.last_seq() == 5
+    assert s.get("a", "1") == Record("a", "1", b"x2", 4)
+    assert s.get("b", "2").value == {"v": 1} and s.get("a", "3") is None
+    assert [(c.seq, c.ns, c.key, c.value) for c in s.changes(2)] == [
+        (4, "a", "1", b"x2"), (5, "a", "3", None)]
+    assert s.get_lease("sess").epoch == 3
+    assert s.put("a", "4", b"z") == 6
+    s.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("SELECT name FROM sqlite_master WHERE name='records'").fetchone() is None
+    db.execute("PRAGMA user_version=99")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreUnavailable, match="layout 99 is newer"):
+        EmbeddedStore(path)
 
 
 def test_open_store_urls(tmp_path):

@@ -10,12 +10,18 @@ Collections (names prefixed, default ``nsr_``):
   the log with a guard ``seq < new seq`` so that replays and late writers never overwrite a
   newer value; ``v: null`` is a tombstone (kept until ``compact``).
 - ``meta``: the sequence counter (``$inc`` reserves a block per batch) and the feed floor.
+- ``blobs``: values longer than ``blob_bytes`` (4 MiB; a document holds at most 16 MB), in
+  parts, written before the log entry that refers to them; log entries are also cut at
+  ~8 MB. ``compact`` drops the parts no current record refers to.
 - ``leases``: ``{_id: resource, owner, epoch, expires, ttl}``; every change is a
   ``find_one_and_update`` whose filter holds the epoch (and owner, and for a takeover the
   expiry) read just before: a compare-and-set.
 
 Writes use write concern ``majority`` (journaled): when ``put_many`` returns, the batch is on
-the journal of a majority of the replica set and survives the loss of the primary. Reads use
+the journal of a majority of the replica set and survives the loss of the primary. Every call
+is bounded: ``server_selection_timeout`` (no reachable primary) and ``op_timeout`` (a server
+that stops answering, a write no majority confirms) end in ``StoreUnavailable``; options given
+in the URI (``serverSelectionTimeoutMS=500``, ``w``, ...) take precedence over these defaults. Reads use
 read concern ``majority``; lease reads (``check``, ``get_lease``) use ``linearizable`` (on a
 real replica set; mongomock ignores concerns).
 
@@ -35,9 +41,11 @@ lease TTL must be much larger than their skew (seconds vs milliseconds).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from .base import (
     Change,
@@ -62,6 +70,14 @@ except ImportError:  # pragma: no cover - pymongo is a dependency
     pymongo = None
 
 
+_LOG_DOC_BYTES = 8 << 20  # a log document holds at most this many bytes of records
+_BLOB_PARTS = 1 << 20  # parts of one value in ``blobs``: _id = seq * _BLOB_PARTS + part
+
+
+class _BlobGone(Exception):
+    """The parts of an out-of-line value were collected (overwritten, then compacted)."""
+
+
 class MongoStore(CheckpointStore):
     """``MongoStore(uri)`` or ``MongoStore(client=...)`` (a pymongo or mongomock client)."""
 
@@ -75,8 +91,10 @@ class MongoStore(CheckpointStore):
         database: str | None = None,
         prefix: str = "nsr_",
         server_selection_timeout: float = 5.0,
+        op_timeout: float = 10.0,
         hole_timeout: float = 2.0,
         chunk_records: int = 20_000,
+        blob_bytes: int = 4 << 20,
         clock: Callable[[], float] = time.time,
     ):
         if pymongo is None:
@@ -84,6 +102,7 @@ class MongoStore(CheckpointStore):
         self._clock = clock
         self.hole_timeout = hole_timeout
         self.chunk_records = chunk_records
+        self.blob_bytes = blob_bytes
         self._holes: dict[int, float] = {}
         self._where = "MongoDB checkpoint store"
         try:
@@ -91,14 +110,23 @@ class MongoStore(CheckpointStore):
                 if not uri:
                     raise ValueError("MongoStore needs a uri or a client")
                 self._where = f"MongoDB checkpoint store {_redact(uri)}"
+                # options given in the URI win over these defaults (pymongo lets keyword
+                # arguments override the URI: pass only what the URI does not say)
+                given = _uri_options(uri)
+                defaults = {
+                    "serverSelectionTimeoutMS": int(server_selection_timeout * 1000),
+                    "connectTimeoutMS": int(server_selection_timeout * 1000),
+                    # a server that stops answering, a write that no majority confirms:
+                    # StoreUnavailable after op_timeout instead of a call that never returns
+                    "socketTimeoutMS": int(op_timeout * 1000),
+                    "wTimeoutMS": int(op_timeout * 1000),
+                    "w": "majority",
+                    "journal": True,
+                    "readConcernLevel": "majority",
+                    "retryWrites": True,
+                }
                 client = pymongo.MongoClient(
-                    uri,
-                    serverSelectionTimeoutMS=int(server_selection_timeout * 1000),
-                    connectTimeoutMS=int(server_selection_timeout * 1000),
-                    w="majority",
-                    journal=True,
-                    readConcernLevel="majority",
-                    retryWrites=True,
+                    uri, **{k: v for k, v in defaults.items() if k.lower() not in given}
                 )
                 self._owns_client = True
             else:
@@ -110,7 +138,12 @@ class MongoStore(CheckpointStore):
                     database = client.get_default_database().name
                 except Exception:
                     database = "fcr"
-            wc = WriteConcern("majority", j=None if self._mock else True)
+            if self._mock:
+                wc = WriteConcern("majority")
+            else:
+                wopts = client.write_concern.document
+                wc = WriteConcern(wopts.get("w", "majority"), wtimeout=wopts.get("wtimeout"),
+                                  j=wopts.get("j", True))
             db = client.get_database(
                 database, write_concern=wc, read_concern=ReadConcern("majority")
             )
@@ -125,10 +158,11 @@ class MongoStore(CheckpointStore):
             self._records.create_index([("seq", 1)])
             self._log.create_index([("last", 1)])
             self._log.create_index([("applied", 1)], sparse=True)
+            self._blobs = db[prefix + "blobs"]
             self._replay_unapplied()
         except PyMongoError as exc:
             self._close_client()
-            raise StoreUnavailable(f"{self._where}: unreachable: {exc}") from exc
+            raise self._fail("open", exc) from exc
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -140,7 +174,7 @@ class MongoStore(CheckpointStore):
                 pass
 
     def _fail(self, what: str, exc: Exception) -> StoreUnavailable:
-        return StoreUnavailable(f"{self._where}: {what} failed: {exc}")
+        return StoreUnavailable(f"{self._where}: {what} failed: {_describe(exc)}")
 
     def now(self) -> float:
         return self._clock()
@@ -180,6 +214,58 @@ class MongoStore(CheckpointStore):
             self._apply_ops(doc["_id"], doc["ops"])
             self._log.update_one({"_id": doc["_id"]}, {"$set": {"applied": True}})
 
+    # -- large values ----------------------------------------------------------------------
+    #
+    # A value longer than ``blob_bytes`` (a RIB snapshot of tens of MB; a MongoDB document
+    # holds at most 16 MB) is written to ``blobs`` in parts of ``blob_bytes``, ``_id`` =
+    # seq * 2**20 + part, before the log entry that refers to it; the log entry and the record
+    # hold ``{"blob": seq, "parts": n, "size": bytes, "json": bool}`` instead of the value
+    # (stored values are otherwise bytes or str, never a document, so the two cannot be
+    # confused). ``compact`` drops the parts that no current record refers to.
+
+    def _store_blobs(self, first: int, ops: list) -> None:
+        docs = []
+        for i, op in enumerate(ops):
+            v = op[2]
+            if v is None or len(v) <= self.blob_bytes:
+                continue
+            seq = first + i
+            is_json = isinstance(v, str)
+            data = v.encode() if is_json else v
+            step = self.blob_bytes
+            parts = [data[j:j + step] for j in range(0, len(data), step)]
+            if len(parts) >= _BLOB_PARTS:
+                raise ValueError(f"record value of {len(data)} bytes is too large")
+            for j, part in enumerate(parts):
+                docs.append({"_id": seq * _BLOB_PARTS + j, "d": part})
+                if len(docs) >= 8:
+                    self._blobs.insert_many(docs, ordered=True)
+                    docs = []
+            op[2] = {"blob": seq, "parts": len(parts), "size": len(data), "json": is_json}
+        if docs:
+            self._blobs.insert_many(docs, ordered=True)
+
+    def _decode(self, v: Any) -> Any:
+        if isinstance(v, dict):
+            seq, n = v["blob"], v["parts"]
+            docs = list(self._blobs.find(
+                {"_id": {"$gte": seq * _BLOB_PARTS, "$lt": seq * _BLOB_PARTS + n}}
+            ).sort("_id", 1))
+            if len(docs) != n:
+                raise _BlobGone(seq)
+            data = b"".join(bytes(d["d"]) for d in docs)
+            return json.loads(data) if v["json"] else data
+        return decode_value(v)
+
+    def _collect_blobs(self, upto_seq: int) -> None:
+        live = {d["v"]["blob"] for d in self._records.find(
+            {"v.blob": {"$lte": upto_seq}}, {"v": 1})}
+        dead = sorted({d["_id"] // _BLOB_PARTS for d in self._blobs.find(
+            {"_id": {"$lt": (upto_seq + 1) * _BLOB_PARTS}}, {"_id": 1})} - live)
+        for seq in dead:
+            self._blobs.delete_many(
+                {"_id": {"$gte": seq * _BLOB_PARTS, "$lt": (seq + 1) * _BLOB_PARTS}})
+
     # -- records ---------------------------------------------------------------------------
 
     def put_many(self, records, *, deletes=(), fence=None) -> int:
@@ -204,11 +290,18 @@ class MongoStore(CheckpointStore):
             )
             last = doc["value"]
             first = last - n + 1
+            self._store_blobs(first, ops)
             chunks = []
-            for i in range(0, n, self.chunk_records):
-                part = ops[i:i + self.chunk_records]
-                chunks.append({"_id": first + i, "last": first + i + len(part) - 1,
-                               "ops": part, "applied": False})
+            start = 0
+            size = 0
+            for i, op in enumerate(ops):
+                v = op[2]
+                size += len(op[0]) + len(op[1]) + (len(v) if type(v) in (bytes, str) else 64) + 16
+                if i + 1 - start >= self.chunk_records or size >= _LOG_DOC_BYTES or i + 1 == n:
+                    chunks.append({"_id": first + start, "last": first + i,
+                                   "ops": ops[start:i + 1], "applied": False})
+                    start = i + 1
+                    size = 0
             self._log.insert_many(chunks, ordered=True)
             for c in chunks:
                 self._apply_ops(c["_id"], c["ops"])
@@ -228,10 +321,17 @@ class MongoStore(CheckpointStore):
 
     def get(self, ns, key):
         try:
-            doc = self._records.find_one({"_id": self._rid(ns, key), "v": {"$ne": None}})
+            for _ in range(3):
+                doc = self._records.find_one({"_id": self._rid(ns, key), "v": {"$ne": None}})
+                if doc is None:
+                    return None
+                try:
+                    return Record(ns, key, self._decode(doc["v"]), doc["seq"])
+                except _BlobGone:
+                    continue  # overwritten and compacted between the two reads: read again
+            raise StoreUnavailable(f"{self._where}: get {ns!r} {key!r}: value keeps vanishing")
         except PyMongoError as exc:
             raise self._fail("get", exc) from exc
-        return None if doc is None else Record(ns, key, decode_value(doc["v"]), doc["seq"])
 
     def scan(self, ns, prefix=""):
         try:
@@ -241,7 +341,14 @@ class MongoStore(CheckpointStore):
             for doc in cursor:
                 if not doc["key"].startswith(prefix):
                     return
-                yield Record(ns, doc["key"], decode_value(doc["v"]), doc["seq"])
+                try:
+                    value = self._decode(doc["v"])
+                except _BlobGone:
+                    rec = self.get(ns, doc["key"])  # overwritten meanwhile: the newer value
+                    if rec is None:
+                        continue
+                    value = rec.value
+                yield Record(ns, doc["key"], value, doc["seq"])
         except PyMongoError as exc:
             raise self._fail("scan", exc) from exc
 
@@ -292,7 +399,14 @@ class MongoStore(CheckpointStore):
                     seq = first + i
                     if seq <= pos:
                         continue
-                    yield Change(seq, ns, key, decode_value(v))
+                    try:
+                        value = self._decode(v)
+                    except _BlobGone:
+                        floor = self._floor()
+                        raise FeedTruncated(
+                            f"{self._where}: the value of change {seq} was compacted"
+                            f" (floor {floor}); resynchronise from a scan", floor) from None
+                    yield Change(seq, ns, key, value)
                     pos = seq
                     given += 1
                     if limit is not None and given >= limit:
@@ -311,6 +425,7 @@ class MongoStore(CheckpointStore):
         try:
             self._log.delete_many({"last": {"$lte": upto_seq}, "applied": True})
             self._records.delete_many({"v": None, "seq": {"$lte": upto_seq}})
+            self._collect_blobs(upto_seq)
             doc = self._meta.find_one_and_update(
                 {"_id": "floor"}, {"$max": {"value": upto_seq}}, upsert=True,
                 return_document=ReturnDocument.AFTER)
@@ -437,6 +552,27 @@ class MongoStore(CheckpointStore):
 
 def _lease(doc: dict) -> Lease:
     return Lease(doc["_id"], doc["owner"], doc["epoch"], doc["expires"], doc.get("ttl", 0.0))
+
+
+def _uri_options(uri: str) -> set[str]:
+    """The option names (lower case) given in a MongoDB URI's query string."""
+    query = urlsplit(uri).query
+    return {k.lower() for k, _ in parse_qsl(query, keep_blank_values=True)}
+
+
+def _describe(exc: Exception) -> str:
+    """pymongo's error without the topology dump: what failed, and in how long."""
+    if pymongo is not None and isinstance(exc, pymongo.errors.ServerSelectionTimeoutError):
+        text = str(exc)
+        cause, _, rest = text.partition(", Timeout: ")
+        cause = cause.split(" (configured timeouts:")[0]
+        timeout = rest.split(",", 1)[0]
+        return f"unreachable: no server answered within {timeout or '?'} ({cause})"
+    if pymongo is not None and isinstance(exc, pymongo.errors.WTimeoutError):
+        return f"not confirmed by a majority of the replica set in time: {exc}"
+    if pymongo is not None and isinstance(exc, pymongo.errors.NetworkTimeout):
+        return f"no answer in time: {exc}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _redact(uri: str) -> str:
