@@ -51,7 +51,7 @@ STANDBY_POLL = 0.05          # s: a standby looks at the lease this often (adopt
 STORE_WAIT = 3.0            # s: status and switchover preconditions wait this long for the store
 STANDBY_FRESH = 5.0         # s: a standby heartbeat older than this is not in sync
 DRAIN_TIMEOUT = 2.0
-FAULT_ENV = "FCR_NSR_FAULT"  # tests: "adopt-after-restore" makes adopt die half-way
+FAULT_ENV = "FCR_NSR_FAULT"  # tests: "adopt-after-restore" / "release-after-dump" die half-way
 
 
 class SwitchoverRefused(Exception):
@@ -304,6 +304,9 @@ class NsrAgent:
                 sock, snap = sp.handover_detach(k)
                 detached[k] = (sock, snap, None)  # type: ignore[assignment]  # dumped next
                 detached[k] = (sock, snap, tcp_repair.dump(sock))
+            if os.environ.get(FAULT_ENV) == "release-after-dump":  # tests: killed mid-release
+                log_event(log, "nsr.fault-injected", point="release-after-dump")
+                os._exit(70)
             bfd = await self._export_bfd()
             epoch = lease.epoch + 1
             records = [(NS_SESSION, k, {"epoch": epoch, "to": to, "bgp": snap, "tcp": tcp.to_dict(),
@@ -476,6 +479,9 @@ class NsrAgent:
             return out
 
         recs = await self._call(read_all)
+        # an old engine killed after the lease moved but before it dropped its held
+        # duplicates (crash.py) leaves them as orphans: their 4-tuples must be free
+        await self._drop_held(keys)
         t_read = time.monotonic()
         try:
             vip_ = _vip.from_params(vip if vip is not None else ho.get("vip"))

@@ -44,6 +44,7 @@ The windows that remain are listed in docs/nsr.md ("Crash of the engine").
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import concurrent.futures
 import contextlib
@@ -62,6 +63,7 @@ import uuid
 from typing import Any
 
 from ..log import log_event
+from . import netlock, tcp_repair
 from .holder import HolderClient, HolderError, spawn
 
 log = logging.getLogger("fcr.nsr.crash")
@@ -72,6 +74,7 @@ SO_RCVLOWAT = getattr(socket, "SO_RCVLOWAT", 18)
 MSG_TRUNC = getattr(socket, "MSG_TRUNC", 0x20)
 TCP_INFO = 11
 _TCPI_BYTES_ACKED = 120   # offset of tcpi_bytes_acked (u64) in struct tcp_info
+_TCPI_BYTES_RECEIVED = 128
 _TCP_INFO_LEN = 136
 TCP_ESTABLISHED = 1
 
@@ -79,13 +82,14 @@ HEADER_LEN = 19
 PEEK_MAX = 256 * 1024     # as asyncio's own read size
 _SCRATCH = bytearray(PEEK_MAX)  # MSG_TRUNC discards: nothing is ever copied into it
 
-TXLOG_MAGIC = b"FCRTXLG1"
+TXLOG_MAGIC = b"FCRTXLG2"
 TXLOG_HDR = 64
+RX_AREA = 65536           # bytes taken out of the kernel that are not a whole message yet
+_RING = TXLOG_HDR + RX_AREA
 TXLOG_CAP = 16 << 20      # sparse; pages are touched only as far as the log ever reaches
-_HDR = struct.Struct("=8sQQQQQ")  # magic, capacity, base, end, origin, flags
+_HDR = struct.Struct("=8sQQQQQQQ")  # magic, capacity, base, end, origin, flags, rx_pos, rx_len
 F_INCOMPLETE = 1
 
-REGISTER_RETRY = 0.05     # s between checks that a new session can be registered
 RELEARN_TIMEOUT = 10.0    # s the recovered engine holds its output for the peers' EoRR
 TICK = 0.5
 
@@ -102,6 +106,13 @@ def _outq(sock: socket.socket) -> int:
 def _inq(sock: socket.socket) -> int:
     """Bytes in the receive queue (SIOCINQ)."""
     return struct.unpack("=i", fcntl.ioctl(sock.fileno(), 0x541B, b"\0\0\0\0"))[0]
+
+
+def _in_repair(sock: socket.socket) -> bool:
+    try:
+        return bool(sock.getsockopt(socket.IPPROTO_TCP, tcp_repair.TCP_REPAIR))
+    except OSError:
+        return False
 
 
 def tcp_state(sock: socket.socket) -> int:
@@ -122,6 +133,21 @@ def kernel_tx_position(sock: socket.socket, tries: int = 200) -> int:
                 raise RecoverError("TCP_INFO has no tcpi_bytes_acked (kernel too old)")
             return struct.unpack_from("=Q", raw, _TCPI_BYTES_ACKED)[0] + a
     raise RecoverError("the send queue kept moving: no consistent write position")
+
+
+def kernel_rx_consumed(sock: socket.socket, tries: int = 200) -> int:
+    """Bytes the application took out of the connection so far, as the kernel counts them:
+    received (tcpi_bytes_received) minus still queued (SIOCINQ). Arrivals move both alike;
+    the pair is taken when SIOCINQ reads the same before and after."""
+    for _ in range(tries):
+        a = _inq(sock)
+        raw = sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, _TCP_INFO_LEN)
+        b = _inq(sock)
+        if a == b:
+            if len(raw) < _TCPI_BYTES_RECEIVED + 8:
+                raise RecoverError("TCP_INFO has no tcpi_bytes_received (kernel too old)")
+            return struct.unpack_from("=Q", raw, _TCPI_BYTES_RECEIVED)[0] - a
+    raise RecoverError("the receive queue kept moving: no consistent read position")
 
 
 def message_ends(data: bytes | bytearray | memoryview, start: int = 0) -> list[int]:
@@ -146,14 +172,14 @@ class PeekReader:
     dispatches the whole messages and says how many bytes it used), then remove exactly
     those from the kernel. See the module doc."""
 
-    __slots__ = ("proto", "transport", "lowat", "last_len", "paused_early")
+    __slots__ = ("proto", "transport", "lowat", "paused_early", "spills")
 
     def __init__(self, proto: Any) -> None:
         self.proto = proto
         self.transport: Any = None
         self.lowat = 1
-        self.last_len = -1
         self.paused_early = False
+        self.spills = 0
 
     @staticmethod
     def install(proto: Any, transport: Any) -> PeekReader | None:
@@ -164,6 +190,8 @@ class PeekReader:
             return None
         r = PeekReader(proto)
         r.transport = transport
+        with contextlib.suppress(OSError):  # a continued socket keeps the last engine's
+            r.lowat = transport._sock.getsockopt(socket.SOL_SOCKET, SO_RCVLOWAT)
         transport._read_ready_cb = r.ready
         return r
 
@@ -197,7 +225,6 @@ class PeekReader:
         if not data:
             t._read_ready__on_eof()
             return
-        kept_before = len(self.proto.buf)
         try:
             used = self.proto.peeked(data)
         except (SystemExit, KeyboardInterrupt):
@@ -208,26 +235,23 @@ class PeekReader:
         if used < 0 or t.is_closing():
             return  # the session went away while handling its messages
         if used:
-            left = used
-            try:
-                while left > 0:
-                    k = sock.recv_into(_SCRATCH, left, MSG_TRUNC)
-                    if k <= 0:
-                        raise OSError("short discard")
-                    left -= k
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:  # noqa: BLE001 - the stream position is lost
-                t._fatal_error(exc, "Fatal error: cannot remove handled bytes from the socket")
+            if not self._discard(sock, used):
                 return
-            self.last_len = -1
-        elif len(data) == self.last_len and kept_before == len(self.proto.buf):
-            # woken although nothing new arrived (SO_RCVLOWAT is above what is queued):
-            # the peer closed (or reset) in the middle of a message
-            t._read_ready__on_eof()
-            return
         else:
-            self.last_len = len(data)
+            # woken without a whole message: the peer closed in the middle of one, or the
+            # kernel woke us below SO_RCVLOWAT (memory pressure, a small receive window:
+            # waiting for the rest could stall the connection). The partial message
+            # leaves the kernel, recorded first (TxLog.rx_record).
+            try:
+                closed = tcp_state(sock) != TCP_ESTABLISHED
+            except OSError:
+                closed = True
+            if closed:
+                t._read_ready__on_eof()
+                return
+            if not self._spill(sock, data):
+                return
+            used = len(data)
         rest = memoryview(data)[used:]
         kept = len(self.proto.buf)  # consumed earlier, not yet a whole message (rare)
         head = bytes(self.proto.buf[:HEADER_LEN]) + bytes(rest[:HEADER_LEN])
@@ -237,6 +261,37 @@ class PeekReader:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, SO_RCVLOWAT, lowat)
             self.lowat = lowat
+
+
+    def _discard(self, sock: Any, n: int) -> bool:
+        """Remove exactly ``n`` bytes, already handled, from the receive queue."""
+        try:
+            while n > 0:
+                k = sock.recv_into(_SCRATCH, n, MSG_TRUNC)
+                if k <= 0:
+                    raise OSError("short discard")
+                n -= k
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the stream position is lost
+            self.transport._fatal_error(exc, "Fatal error: cannot remove handled bytes from the socket")
+            return False
+        return True
+
+    def _spill(self, sock: Any, data: bytes) -> bool:
+        proto = self.proto
+        txl = proto.tx_log
+        try:
+            if txl is not None:
+                txl.rx_record(kernel_rx_consumed(sock) + len(data), bytes(proto.buf) + data)
+        except (OSError, RecoverError, ValueError) as exc:
+            self.transport._fatal_error(exc, "Fatal error: cannot record a partial message")
+            return False
+        if not self._discard(sock, len(data)):
+            return False
+        proto.buf += data
+        self.spills += 1
+        return True
 
 
 # -- transmit: log before send ---------------------------------------------------------------------
@@ -255,7 +310,7 @@ class TxLog:
         self.path = path
         self._mm = mm
         self._fd = fd
-        _m, self.cap, self.base, self.end, self.origin, self.flags = _HDR.unpack_from(mm, 0)
+        _m, self.cap, self.base, self.end, self.origin, self.flags, _rp, _rl = _HDR.unpack_from(mm, 0)
         self._ends: collections.deque[int] = collections.deque()
 
     @classmethod
@@ -267,13 +322,13 @@ class TxLog:
             raise ValueError("initial data must be whole messages that fit")
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.ftruncate(fd, TXLOG_HDR + cap)
-            mm = mmap.mmap(fd, TXLOG_HDR + cap, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            os.ftruncate(fd, _RING + cap)
+            mm = mmap.mmap(fd, _RING + cap, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except BaseException:
             os.close(fd)
             raise
-        mm[TXLOG_HDR:TXLOG_HDR + len(data)] = data
-        _HDR.pack_into(mm, 0, TXLOG_MAGIC, cap, base, base + len(data), base, 0)
+        mm[_RING:_RING + len(data)] = data
+        _HDR.pack_into(mm, 0, TXLOG_MAGIC, cap, base, base + len(data), base, 0, 0, 0)
         log_ = cls(path, mm, fd)
         log_._ends.extend(ends)
         return log_
@@ -285,7 +340,7 @@ class TxLog:
             head = f.read(TXLOG_HDR)
             if len(head) < _HDR.size:
                 raise RecoverError(f"{path}: short header")
-            magic, cap, base, end, origin, flags = _HDR.unpack_from(head, 0)
+            magic, cap, base, end, origin, flags, _rp, _rl = _HDR.unpack_from(head, 0)
             if magic != TXLOG_MAGIC:
                 raise RecoverError(f"{path}: not a transmit log")
             if flags & F_INCOMPLETE:
@@ -294,16 +349,43 @@ class TxLog:
                 raise RecoverError(f"{path}: bad range {base}..{end}")
             n = end - base
             pos = (base - origin) % cap
-            f.seek(TXLOG_HDR + pos)
+            f.seek(_RING + pos)
             first = f.read(min(n, cap - pos))
             rest = b""
             if len(first) < n:
-                f.seek(TXLOG_HDR)
+                f.seek(_RING)
                 rest = f.read(n - len(first))
         data = first + rest
         if len(data) != n:
             raise RecoverError(f"{path}: truncated data")
         return base, end, data, flags
+
+    def rx_record(self, pos: int, data: bytes) -> None:
+        """Bytes about to be taken out of the kernel (``data``: every byte taken and not yet
+        a whole message) and the kernel's read position once they are (``pos``, see
+        ``kernel_rx_consumed``). A reader trusts it only while the kernel's position is
+        still ``pos``: reading on past it (the message completed) retires it by itself."""
+        if len(data) > RX_AREA:
+            raise ValueError("more than one message pending")
+        self._store(6, 0)
+        self._mm[TXLOG_HDR:TXLOG_HDR + len(data)] = data
+        self._store(5, pos)
+        self._store(6, len(data))
+
+    @staticmethod
+    def read_rx(path: str) -> tuple[int, bytes]:
+        """(position, bytes) of the receive record (see ``rx_record``); (0, b"") if none."""
+        with open(path, "rb") as f:
+            head = f.read(TXLOG_HDR)
+            if len(head) < _HDR.size or head[:8] != TXLOG_MAGIC:
+                raise RecoverError(f"{path}: not a transmit log")
+            *_rest, rx_pos, rx_len = _HDR.unpack_from(head, 0)
+            if not 0 < rx_len <= RX_AREA:
+                return 0, b""
+            data = f.read(rx_len)
+        if len(data) != rx_len:
+            raise RecoverError(f"{path}: truncated receive record")
+        return rx_pos, data
 
     def _store(self, index: int, value: int) -> None:
         struct.pack_into("=Q", self._mm, 8 + 8 * index, value)
@@ -332,12 +414,12 @@ class TxLog:
             pos = (end - origin) % cap
             k = len(m)
             if pos + k <= cap:
-                mm[TXLOG_HDR + pos:TXLOG_HDR + pos + k] = m
+                mm[_RING + pos:_RING + pos + k] = m
             else:
                 cut = cap - pos
                 mv = memoryview(m)
-                mm[TXLOG_HDR + pos:TXLOG_HDR + cap] = mv[:cut]
-                mm[TXLOG_HDR:TXLOG_HDR + k - cut] = mv[cut:]
+                mm[_RING + pos:_RING + cap] = mv[:cut]
+                mm[_RING:_RING + k - cut] = mv[cut:]
             end += k
             self._ends.append(end)
         self.end = end
@@ -598,7 +680,9 @@ class CrashGuard:
             try:
                 sock = transport.get_extra_info("socket")
                 proto.tx_log = TxLog.create(self._log_path(proto.peer.name), kernel_tx_position(sock))
-            except (OSError, RecoverError) as exc:
+                if proto.buf:  # a switchover's bytes read but not framed (Peer.adopt)
+                    proto.tx_log.rx_record(kernel_rx_consumed(sock), bytes(proto.buf))
+            except (OSError, RecoverError, ValueError) as exc:
                 log_event(log, "nsr.not-guarded", level=logging.WARNING, peer=proto.peer.name,
                           reason=f"no transmit log: {exc}")
 
@@ -637,9 +721,6 @@ class CrashGuard:
         if proto.peek is None or proto.tx_log is None:
             log_event(log, "nsr.not-guarded", level=logging.WARNING, peer=key,
                       reason="connection made before the guard (no peek reader or transmit log)")
-            return
-        if proto.buf:  # bytes taken out of the kernel before peek mode: wait for a boundary
-            self._schedule_register(peer, REGISTER_RETRY)
             return
         sock = t.get_extra_info("socket")
         txl = proto.tx_log
@@ -708,19 +789,44 @@ class CrashGuard:
         t_taken = time.monotonic()
         sessions: dict[str, tuple[dict, socket.socket, TxLog, bytes]] = {}
         refused: dict[str, str] = {}
+        other = await self._live_other_owner(dead)
+        if other is not None:
+            # a switchover had handed the sessions on before the engine died: they are the
+            # other engine's; ours are stale duplicates, closed without a packet
+            for key, (sock, _meta) in taken.items():
+                refused[key] = f"the ownership lease is held by the live engine {other}"
+                with contextlib.suppress(OSError):
+                    tcp_repair.repair_on(sock)
+                with contextlib.suppress(Exception):
+                    await self._run(self.client.drop, key)
+                sock.close()
+            taken = {}
+        unfrozen = False
         for key, (sock, meta) in taken.items():
             try:
                 if sp is None or key not in sp.peers:
                     raise RecoverError("not a configured neighbor here")
+                if _in_repair(sock):  # the engine died in the middle of a release: undo it
+                    if not unfrozen:
+                        await asyncio.get_running_loop().run_in_executor(None, netlock.cleanup_all)
+                        unfrozen = True
+                    tcp_repair.leave_repair(sock)
                 snap = dict(meta.get("snapshot") or {})
                 if (snap.get("fsm") or {}).get("state") != "Established":
                     raise RecoverError("snapshot is not of an Established session")
                 if tcp_state(sock) != TCP_ESTABLISHED:
                     raise RecoverError(f"TCP state {tcp_state(sock)}, not ESTABLISHED")
                 start, whole, rest = plan_tx(sock, meta["tx-log"])
+                rx_pos, rx_data = TxLog.read_rx(meta["tx-log"])
+                consumed = kernel_rx_consumed(sock)
+                if rx_pos != consumed:  # retired: the kernel's queue starts at a boundary
+                    rx_data = b""
                 log_event(log, "nsr.continued", peer=key, tx_position=start + len(whole) - len(rest),
-                          owed=len(rest), of_message=len(whole), rx_queued=_inq(sock))
+                          owed=len(rest), of_message=len(whole), rx_queued=_inq(sock),
+                          rx_taken=len(rx_data))
                 txl = TxLog.create(self._log_path(key), start, whole)
+                if rx_data:
+                    txl.rx_record(consumed, rx_data)
                 try:
                     await self._run(self.client.meta, key, {**meta, "tx-log": txl.path,
                                                             "engine-id": self.engine_id})
@@ -729,7 +835,7 @@ class CrashGuard:
                     raise
                 with contextlib.suppress(OSError):
                     os.unlink(meta["tx-log"])
-                sessions[key] = (_fresh(snap), sock, txl, rest)
+                sessions[key] = (_fresh(snap, rx_data), sock, txl, rest)
             except (RecoverError, OSError, HolderError, KeyError, ValueError) as exc:
                 refused[key] = str(exc)
                 log_event(log, "nsr.recover-refused", level=logging.ERROR, peer=key, reason=str(exc))
@@ -792,6 +898,24 @@ class CrashGuard:
         log_event(log, "nsr.bfd-reattached", pid=pid, sessions=len(sessions))
         return {"pid": pid, "sessions": states}
 
+    async def _live_other_owner(self, dead: list[tuple]) -> str | None:
+        """The engine (not a dead one, not us) whose lease is current, if any."""
+        agent = getattr(self.engine, "nsr", None)
+        if agent is None:
+            return None
+        from .agent import LEASE
+
+        try:
+            st = await agent.store()
+            cur = await agent._call(st.get_lease, LEASE)
+            gone = {eid for eid, _pid in dead}
+            if (cur is not None and cur.owner and cur.owner not in gone
+                    and cur.owner != agent.engine_id and await agent._call(st.check, cur)):
+                return cur.owner
+        except Exception as exc:  # noqa: BLE001 - no store: the holder's ownership decides
+            log_event(log, "nsr.lease-unknown", level=logging.WARNING, error=repr(exc))
+        return None
+
     async def _take_lease(self, dead: list[tuple]) -> None:
         """The dead engine's ownership lease (single box: its holder connection closed,
         its process is gone) passes to this engine at once instead of after its TTL."""
@@ -817,7 +941,7 @@ class CrashGuard:
                 "bfd-pid": self._bfd_pid, "last-recovery": self.last_recovery}
 
 
-def _fresh(snap: dict[str, Any]) -> dict[str, Any]:
+def _fresh(snap: dict[str, Any], rx_pending: bytes = b"") -> dict[str, Any]:
     """The snapshot written when the session came up, for a session continued now: its
     age from the wall clock; hold and keepalive timers run from now (adopt sends a
     KEEPALIVE at once)."""
@@ -833,7 +957,9 @@ def _fresh(snap: dict[str, Any]) -> dict[str, Any]:
         timers["keepalive"] = float(fsm["keepalive-interval"])
     fsm["timers"] = timers
     snap["fsm"] = fsm
-    snap["rx-pending"] = ""  # the kernel's receive queue starts at a message boundary
+    # what the dead engine took out of the kernel of a message not yet whole (else the
+    # kernel's receive queue starts at a message boundary)
+    snap["rx-pending"] = base64.b64encode(rx_pending).decode("ascii")
     return snap
 
 

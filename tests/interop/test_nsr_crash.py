@@ -159,6 +159,18 @@ def crash_and_recover(h, workdir, holder: str, store: str, old: FcrRouter, n: in
     return new, time.monotonic() - t_kill
 
 
+def queues_busy(h, timeout: float) -> str:
+    """Wait (bounded) until bytes wait in a queue of the BGP socket (a table is streaming)."""
+    end = time.monotonic() + timeout
+    line = ""
+    while time.monotonic() < end:
+        line = h.run(["ss", "-Htn", "state", "established", "( sport = :179 or dport = :179 )"]).stdout
+        cols = line.split()
+        if len(cols) >= 2 and (cols[0] != "0" or cols[1] != "0"):
+            break
+    return line
+
+
 def recovery_line(fcr: FcrRouter) -> str:
     """The new engine's own account of the recovery (its log)."""
     lines = fcr.log.read_text(errors="replace").splitlines()
@@ -193,8 +205,6 @@ def test_crash_frr(topology, workdir):
         assert [s["key"] for s in st["sessions"]] == [B] and not st["sessions"][0]["orphan"], st
         time.sleep(1)
         before = frr_view(frr)
-        nb = frr.neighbor(A)
-        print("FRR before the crashes:", before, {k: v for k, v in nb.items() if "reset" in k.lower() or "lastNotif" in k or "lastError" in k})
         bfd_before = frr_bfd(frr)
         cap = workdir / "frr.pcap"
         tcpdump = f.popen(["tcpdump", "-i", "eth0", "-n", "-U", "-w", str(cap), "tcp port 179"],
@@ -211,7 +221,7 @@ def test_crash_frr(topology, workdir):
                 def during(cur=cur) -> None:
                     frr.vtysh(f"clear bgp ipv4 unicast {A} soft")
                     cur.clear(B, "out")
-                    time.sleep(random.uniform(0.02, 0.3))
+                    queues_busy(h, 1.0)  # kill while a table streams
             else:
                 time.sleep(random.uniform(0, 3))
             cur, t_ready = crash_and_recover(h, workdir, holder, store, cur, n, during=during)
@@ -224,6 +234,8 @@ def test_crash_frr(topology, workdir):
                   f"after the kill; {rec}")
         time.sleep(HOLD + 1)  # longer than the hold time: the session is really kept
         samples = watch.stop()
+        for r in routers[1:]:
+            print(r.workdir.name, recovery_line(r))
 
         view = frr_view(frr)
         print("FRR before", before, "\nFRR after ", view)
@@ -266,11 +278,6 @@ def test_crash_frr(topology, workdir):
                                   ).stdout.splitlines() if ln.strip()]
         assert len(est) == 1, est
     finally:
-        if os.environ.get("KEEPDBG"):
-            import shutil
-            shutil.copytree(workdir, os.environ["KEEPDBG"], dirs_exist_ok=True,
-                            ignore=lambda d, names: [x for x in names if not os.path.isfile(os.path.join(d, x))
-                                                     and not os.path.isdir(os.path.join(d, x))])
         if tcpdump is not None:
             with contextlib.suppress(Exception):
                 tcpdump.kill()
@@ -351,3 +358,84 @@ def test_issu_then_crash_frr(topology, workdir):
         for pid in pids:
             _kill(pid)
         _kill(holder_pid)
+
+
+def test_killed_mid_release_frr(topology, workdir, monkeypatch):
+    """Killed in the middle of a switchover, after its sockets were dumped (in repair mode,
+    4-tuples frozen by nftables) but before the lease moved: the standby gets nothing, the
+    recovering engine lifts the freeze, leaves repair mode and continues; FRR sees nothing."""
+    from appliance.engine.client import ControlError
+    from appliance.nsr.issu import IssuError, run_issu
+    from tests.topotest.fcr import fcrd_env, fcrd_path
+
+    h, f = topology.add_host("fcr"), topology.add_host("frr")
+    topology.link(h, f, [f"{A}/24"], [f"{B}/24"])
+    frr = FrrRouter(f, workdir / "frr", frr_config(), bfd=True)
+    res = frr.vtysh("configure terminal", "bfd", "profile crash", "receive-interval 300",
+                    "transmit-interval 300", "detect-multiplier 3", daemon="bfdd")
+    assert "%" not in res.stdout, res.stdout
+    store = str(workdir / "nsr.db")
+    holder = str(workdir / "run" / "holder.sock")
+    monkeypatch.setenv("FCR_NSR_FAULT", "release-after-dump")
+    fcr = FcrRouter(h, workdir / "fcr0", fcr_config(), extra_args=[
+        "--nsr-store", store, "--engine-id", "e0", "--nsr-holder", holder])
+    monkeypatch.delenv("FCR_NSR_FAULT")
+    routers = [fcr]
+    holder_pid = None
+    standby: list = []
+    try:
+        fcr.wait_established(B, 60)
+        wait_until(lambda: frr_view(frr)["prefixes-received"] == N_ROUTES, 60, 0.5, "FRR has our routes")
+        wait_until(lambda: fcr.summary()["rib"]["ipv4-unicast"] == 2 * N_ROUTES, 60, 0.5, "FCR has all")
+        wait_until(lambda: frr_bfd(frr).get("status") == "up", 20, 0.2, "BFD up")
+        holder_pid = wait_until(lambda: (s := holder_query(holder)) and s["sessions"] and s["bfd"]
+                                and s["pid"], 10, 0.1, "held")
+        time.sleep(1)
+        before = frr_view(frr)
+        control = str(fcr.control)
+
+        def start(engine_id: str, ctl: str):
+            p = h.popen([fcrd_path(), "--config", str(workdir / "fcr0" / "fcrd.json"),
+                         "--control", ctl, "--nsr-store", store, "--engine-id", engine_id,
+                         "--nsr-holder", holder, "--standby", "--control-after-adopt", control],
+                        log=workdir / "standby.log", env=fcrd_env())
+            standby.append(p)
+            return p
+
+        with pytest.raises((IssuError, ControlError, OSError)):
+            run_issu(control, start)
+        assert fcr.proc.wait(10) == 70
+        t_kill = time.monotonic()
+        for p in standby:
+            _stop(p)
+        assert "fcr_nsr" in h.run(["nft", "list", "tables"]).stdout  # still frozen
+        new = FcrRouter(h, workdir / "fcr1", fcr_config(), extra_args=[
+            "--nsr-store", store, "--engine-id", "e1", "--nsr-holder", holder, "--recover"], start=False)
+        new.start(timeout=30)
+        routers.append(new)
+        t_ready = time.monotonic() - t_kill
+        wait_until(lambda: new.neighbor_state(B) == "Established", 10, 0.1, "adopted")
+        wait_until(lambda: new.summary()["rib"]["ipv4-unicast"] == 2 * N_ROUTES, 30, 0.2, "re-learned")
+        print(f"killed mid-release: new engine answering {t_ready:.2f} s after; {recovery_line(new)}")
+        assert "fcr_nsr" not in h.run(["nft", "list", "tables"]).stdout
+        time.sleep(HOLD + 1)
+        view = frr_view(frr)
+        assert abs(view["established-epoch"] - before["established-epoch"]) <= 1, (view, before)
+        for k in ("state", "established-count", "dropped", "opens-sent", "opens-recv",
+                  "notifications-sent", "notifications-recv", "prefixes-received"):
+            assert view[k] == before[k], (k, view, before)
+        assert frr_bfd(frr).get("status") == "up"
+        assert frr_bfd_counters(frr).get("session-down-events", 0) == 0
+        assert new.ctl("nsr.status")["active"] is True
+    finally:
+        for r in reversed(routers):
+            r.stop()
+        for p in standby:
+            _stop(p)
+        _kill(holder_pid)
+
+
+def _stop(proc) -> None:
+    from tests.topotest.netns import Host
+
+    Host.stop_process(proc)

@@ -451,3 +451,80 @@ def test_guard_holds_established_sessions_and_drops_them_when_they_end(holder, t
             await guard.stop()
 
     asyncio.run(asyncio.wait_for(main(), 45))
+
+
+class _LoggingHooks(_Hooks):
+    """As CrashGuard: peek reader and a transmit/receive record from the first byte."""
+
+    def __init__(self, d) -> None:
+        super().__init__()
+        self.d = d
+
+    def connection_made(self, proto, transport) -> None:
+        super().connection_made(proto, transport)
+        sock = transport.get_extra_info("socket")
+        proto.tx_log = TxLog.create(str(self.d / f"{id(proto)}.tx"), kernel_tx_position(sock))
+
+
+@pytest.mark.parametrize("complete_first", [False, True])
+def test_a_partial_message_taken_out_of_the_kernel_survives_the_engine(tmp_path, complete_first):
+    """When the kernel wakes the reader below SO_RCVLOWAT (memory pressure, small window)
+    the partial message leaves the kernel, recorded first with the kernel's read position.
+    An engine that dies then is continued with those bytes in front of the queue; once the
+    message completed, the record retires by itself (the position moved on)."""
+    async def main():
+        async with Pair(a_passive=False, b_passive=True) as p:
+            hooks = _LoggingHooks(tmp_path)
+            p.rb.nsr_hooks = hooks
+            p.b.start()
+            p.a.start()
+            await until(lambda: p.a.state == p.b.state == "Established", what="Established")
+            proto = p.b._primary.proto
+            sb = p.b._primary.transport.get_extra_info("socket")
+            u1 = ipv4_update(["10.1.0.0/16"], 65001, "127.0.0.1")
+            u2 = ipv4_update([f"10.2.{i}.0/24" for i in range(200)], 65001, "127.0.0.1")
+            ta = p.a._primary.transport
+            ta.write(u1 + u2[:100])
+            await until(lambda: len(p.rb.updates) == 1 and _inq(sb) == 100, what="one and a bit")
+            proto.peek.ready()  # a wake-up below SO_RCVLOWAT
+            assert proto.peek.spills == 1 and _inq(sb) == 0 and bytes(proto.buf) == u2[:100]
+            pos, data = TxLog.read_rx(proto.tx_log.path)
+            assert data == u2[:100] and pos == crash.kernel_rx_consumed(sb)
+            if complete_first:
+                ta.write(u2[100:])
+                await until(lambda: len(p.rb.updates) == 2, what="second UPDATE")
+                assert crash.kernel_rx_consumed(sb) != pos  # retired
+            snap = p.b.session_snapshot()
+            held = socket.socket(fileno=os.dup(sb.fileno()))
+            path = proto.tx_log.path
+            proto.session = None
+            proto.tx_log = None  # a dead process runs no clean-up
+            p.b._primary.transport.abort()
+            for h in p.b._primary.timers.values():
+                h.cancel()
+            await asyncio.sleep(0)
+            # what CrashGuard.recover does with the record
+            start, whole, rest = plan_tx(held, path)
+            rx_pos, rx_data = TxLog.read_rx(path)
+            if rx_pos != crash.kernel_rx_consumed(held):
+                rx_data = b""
+            assert rx_data == (b"" if complete_first else u2[:100])
+            from appliance.bgp.peer import Peer
+
+            rb2 = type(p.rb)()
+            rb2.nsr_hooks = hooks
+            b2 = Peer(p.b.config, p.b.local, rb2, rng=random.Random(3))
+            log2 = TxLog.create(str(tmp_path / "b2.tx"), start, whole)
+            await b2.adopt(crash._fresh(snap, rx_data), held, tx_log=log2, tx_prefix=rest)
+            p.holder["b"] = b2
+            if not complete_first:
+                ta.write(u2[100:])
+                await until(lambda: rb2.updates, what="the completed UPDATE at the new B")
+                assert len(rb2.updates[0].announced[0][2]) == 200
+            ta.write(u1)
+            await until(lambda: len(rb2.updates) == (2 if not complete_first else 1), what="next UPDATE")
+            await asyncio.sleep(1.2)
+            assert p.a.state == b2.state == "Established"
+            await b2.shutdown()
+
+    asyncio.run(asyncio.wait_for(main(), 45))
