@@ -439,3 +439,63 @@ def _stop(proc) -> None:
     from tests.topotest.netns import Host
 
     Host.stop_process(proc)
+
+
+def test_crash_keeps_the_fib(topology, workdir):
+    """With the FIB on (1,000 routes from FRR in the kernel, protocol 196): the kernel routes
+    stay through the crash and the recovery (reconcile, no flush: `ip monitor route` shows
+    no deletion), and the new engine converges once FRR's routes are back (EoRR)."""
+    n_frr = 1000
+    frr_nets = prefixes("10.128.0.0/9", n_frr)
+    cfg = fcr_config()
+    cfg["fcr-routing:routing"] = {}
+    cfg["fcr-bgp:bgp"]["networks"]["network"] = [{"prefix": p} for p in FCR_NETS[:100]]
+    h, f = topology.add_host("fcr"), topology.add_host("frr")
+    topology.link(h, f, [f"{A}/24"], [f"{B}/24"])
+    frr = FrrRouter(f, workdir / "frr", FrrRouter.render_bgp(
+        FRR_AS, B, [{"address": A, "remote_as": FCR_AS, "connect_retry": 1, "timers": (3, HOLD),
+                     "extra": [f"password {KEY}", "bfd", "bfd profile crash"]}], {"ipv4": frr_nets}), bfd=True)
+    res = frr.vtysh("configure terminal", "bfd", "profile crash", "receive-interval 300",
+                    "transmit-interval 300", "detect-multiplier 3", daemon="bfdd")
+    assert "%" not in res.stdout, res.stdout
+    holder = str(workdir / "run" / "holder.sock")
+    fcr = FcrRouter(h, workdir / "fcr0", cfg, extra_args=["--engine-id", "e0", "--nsr-holder", holder])
+    routers = [fcr]
+    holder_pid = None
+
+    def kernel() -> int:
+        out = h.run(["ip", "-4", "route", "show", "proto", "196"]).stdout
+        return sum(1 for ln in out.splitlines() if ln.strip())
+
+    try:
+        fcr.wait_established(B, 60)
+        wait_until(lambda: kernel() == n_frr, 60, 0.5, "FRR's routes in the kernel")
+        wait_until(lambda: fcr.ctl("rib.routes", limit=0)["converged"], 30, 0.5, "converged")
+        holder_pid = wait_until(lambda: (s := holder_query(holder)) and s["sessions"] and s["bfd"]
+                                and s["pid"], 10, 0.1, "held")
+        before = frr_view(frr)
+        mon = h.popen(["ip", "monitor", "route"], log=workdir / "monitor.log")
+        time.sleep(0.5)
+        os.kill(fcr.fcrd_pid, signal.SIGKILL)
+        fcr.proc.wait(10)
+        assert kernel() == n_frr  # nothing removed with the engine
+        new = FcrRouter(h, workdir / "fcr1", cfg, extra_args=[
+            "--engine-id", "e1", "--nsr-holder", holder, "--recover"], start=False)
+        new.start(timeout=30)
+        routers.append(new)
+        wait_until(lambda: new.neighbor(B).get("prefixes-received") == n_frr, 30, 0.2, "re-learned")
+        wait_until(lambda: new.ctl("rib.routes", limit=0)["converged"], 30, 0.2, "converged again")
+        time.sleep(1)
+        mon.send_signal(signal.SIGINT)
+        mon.wait(5)
+        assert kernel() == n_frr
+        deleted = [ln for ln in (workdir / "monitor.log").read_text().splitlines() if ln.startswith("Deleted")]
+        assert deleted == [], deleted[:5]
+        print(f"FIB kept through the crash: {kernel()} routes; {recovery_line(new)}")
+        view = frr_view(frr)
+        for k in ("state", "established-count", "dropped", "opens-recv", "notifications-recv"):
+            assert view[k] == before[k], (k, view, before)
+    finally:
+        for r in reversed(routers):
+            r.stop()
+        _kill(holder_pid)
