@@ -37,6 +37,7 @@ KEY = "crash-s3cret"
 N_ROUTES = 10_000
 HOLD = 9
 ROUNDS = (False, True, False, True)  # quiet / busy kills
+KILLS: list[float] = []  # wall-clock time of each kill (to read the capture)
 
 
 def prefixes(base: str, n: int) -> list[str]:
@@ -149,6 +150,7 @@ def crash_and_recover(h, workdir, holder: str, store: str, old: FcrRouter, n: in
     if during is not None:
         during()
     os.kill(old.fcrd_pid, signal.SIGKILL)
+    KILLS.append(time.time())
     old.proc.wait(10)
     t_kill = time.monotonic()
     st = holder_query(holder)
@@ -264,6 +266,13 @@ def test_crash_frr(topology, workdir):
         tcpdump = None
         flags = f.run(["tcpdump", "-r", str(cap), "-n", "tcp[tcpflags] & (tcp-rst|tcp-fin) != 0"]).stdout
         assert flags.strip() == "", flags
+        # on the wire: from each kill to the first BGP bytes of the next engine
+        ours = [float(ln.split()[0]) for ln in f.run(["tcpdump", "-r", str(cap), "-n", "-tt",
+                f"src host {A} and tcp src port 179 or src host {A} and tcp dst port 179"]).stdout.splitlines()
+                if "length" in ln and not ln.rstrip().endswith("length 0")]
+        gaps = [round(next((t for t in ours if t > k), float("nan")) - k, 3) for k in KILLS[-len(ROUNDS):]]
+        print("seconds from each kill to the next BGP message from FCR:", gaps)
+        assert all(g < HOLD - 3 for g in gaps), gaps  # within hold time - keepalive interval
 
         # a session that ends normally is dropped by the holder first: the FIN goes out,
         # and the new session is the one held
