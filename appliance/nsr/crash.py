@@ -193,6 +193,20 @@ class PeekReader:
         with contextlib.suppress(OSError):  # a continued socket keeps the last engine's
             r.lowat = transport._sock.getsockopt(socket.SOL_SOCKET, SO_RCVLOWAT)
         transport._read_ready_cb = r.ready
+        close = transport.close
+
+        def close_read() -> None:
+            # what a plain reader would have taken out of the kernel before closing: bytes
+            # left in the receive queue would turn the FIN into a RST (abort() keeps them:
+            # a switchover detaches a live connection that way)
+            sock = transport._sock
+            if sock is not None and not transport.is_closing():
+                with contextlib.suppress(OSError):
+                    while sock.recv_into(_SCRATCH, PEEK_MAX, MSG_TRUNC | socket.MSG_DONTWAIT) > 0:
+                        pass
+            close()
+
+        transport.close = close_read
         return r
 
     def attached(self) -> None:

@@ -528,3 +528,37 @@ def test_a_partial_message_taken_out_of_the_kernel_survives_the_engine(tmp_path,
             await b2.shutdown()
 
     asyncio.run(asyncio.wait_for(main(), 45))
+
+
+def test_closing_a_peek_mode_connection_sends_fin_not_rst():
+    """Bytes a peek-mode reader left in the kernel (a partial message) are taken out before
+    a normal close, as a plain reader would have: the peer sees NOTIFICATION + FIN, not RST."""
+    async def main():
+        async with Pair(a_passive=False, b_passive=True) as p:
+            p.rb.nsr_hooks = _Hooks()
+            p.b.start()
+            p.a.start()
+            await until(lambda: p.a.state == p.b.state == "Established", what="Established")
+            sb = p.b._primary.transport.get_extra_info("socket")
+            u = ipv4_update([f"10.2.{i}.0/24" for i in range(200)], 65001, "127.0.0.1")
+            p.a._primary.transport.write(u[:300])
+            await until(lambda: _inq(sb) == 300, what="a partial message queued at B")
+            aborts = _abort_on_close()
+            await p.b.shutdown("bye")
+            await until(lambda: any(e[0] == "down" for e in p.ra.events), what="A down")
+            reason = next(e[1] for e in p.ra.events if e[0] == "down")
+            assert "bye" in reason, reason
+            assert _abort_on_close() == aborts  # the kernel's count of RSTs for unread data
+
+    asyncio.run(asyncio.wait_for(main(), 45))
+
+
+def _abort_on_close() -> int:
+    """TcpExt TCPAbortOnClose of this network namespace: closes that sent RST because
+    received data was left unread."""
+    with open("/proc/net/netstat") as f:
+        lines = f.read().splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            return int(dict(zip(names.split()[1:], values.split()[1:], strict=False))["TCPAbortOnClose"])
+    return 0
