@@ -24,7 +24,8 @@ from ncclient.xml_ import to_ele
 
 from appliance.nsr.agent import LEASE
 from appliance.nsr.store import open_store
-from tests.interop.test_nsr_issu import frr_view as _frr_view
+from tests.interop import nsr_peer
+from tests.interop.nsr_peer import assert_unchanged
 from tests.topotest import wait_until
 from tests.topotest.fcr import FcrCtlError, FcrRouter, fcrd_path
 from tests.topotest.frr import FrrRouter
@@ -42,7 +43,7 @@ SWITCHOVER = '<switchover xmlns="urn:fcr:yang:fcr-nsr"/>'
 
 
 def frr_view(frr: FrrRouter) -> dict:
-    return _frr_view(frr, A)
+    return nsr_peer.frr_view(frr, A)
 
 
 def fcr_config() -> dict:
@@ -72,11 +73,7 @@ def setup(topology, workdir):
 
 
 def unchanged(frr: FrrRouter, before: dict) -> None:
-    view = frr_view(frr)
-    assert abs(view["established-epoch"] - before["established-epoch"]) <= 1, (view, before)
-    for k in ("state", "established-count", "dropped", "opens-sent", "opens-recv",
-              "notifications-sent", "notifications-recv", "prefixes-received"):
-        assert view[k] == before[k], (k, view, before)
+    assert_unchanged(frr_view(frr), before)
 
 
 def mgmt_with_nsr(h, workdir, engine_env: str = "") -> MgmtRouter:

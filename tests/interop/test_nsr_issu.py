@@ -12,14 +12,14 @@ on purpose: nothing), BFD never left Up, and no RST or FIN in a capture on FRR's
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import signal
 import time
 
 import pytest
 
 from appliance.nsr.issu import run_issu
+from tests.interop import nsr_peer
+from tests.interop.nsr_peer import assert_unchanged, prefixes
 from tests.topotest import wait_until
 from tests.topotest.fcr import FcrRouter, fcrd_env, fcrd_path
 from tests.topotest.frr import FrrRouter
@@ -31,12 +31,6 @@ A, B = "10.0.91.1", "10.0.91.2"
 KEY = "nsr-s3cret"
 N_ROUTES = 10_000
 ISSU_REPEAT = 20
-
-
-def prefixes(base: str, n: int) -> list[str]:
-    net = ipaddress.ip_network(base)
-    first = int(net.network_address)
-    return [f"{ipaddress.IPv4Address(first + (i << 8))}/24" for i in range(n)]
 
 
 FRR_NETS = prefixes("10.128.0.0/9", N_ROUTES)
@@ -70,34 +64,11 @@ def frr_config() -> str:
 
 
 def frr_view(frr: FrrRouter, address: str = A) -> dict:
-    """What FRR says of its session to ``address`` (our side)."""
-    n = frr.neighbor(address)
-    ms = n.get("messageStats", {})
-    af = n.get("addressFamilyInfo", {}).get("ipv4Unicast", {})
-    return {
-        "state": n.get("bgpState"),
-        "established-epoch": n.get("bgpTimerUpEstablishedEpoch"),
-        "established-count": n.get("connectionsEstablished"),
-        "dropped": n.get("connectionsDropped"),
-        "opens-sent": ms.get("opensSent"), "opens-recv": ms.get("opensRecv"),
-        "notifications-sent": ms.get("notificationsSent"),
-        "notifications-recv": ms.get("notificationsRecv"),
-        "updates-recv": ms.get("updatesRecv"),
-        "prefixes-received": af.get("acceptedPrefixCounter"),
-        "prefixes-sent": af.get("sentPrefixCounter"),
-    }
+    return nsr_peer.frr_view(frr, address)
 
 
-def frr_bfd(frr: FrrRouter) -> dict:
-    out = frr.vtysh("show bfd peers json", daemon="bfdd").stdout
-    peers = json.loads(out) if out.strip() else []
-    return next((p for p in peers if p.get("peer") == A), {})
-
-
-def frr_bfd_counters(frr: FrrRouter) -> dict:
-    out = frr.vtysh("show bfd peers counters json", daemon="bfdd").stdout
-    peers = json.loads(out) if out.strip() else []
-    return next((p for p in peers if p.get("peer") == A), {})
+def frr_bfd(frr: FrrRouter, what: str = "peers") -> dict:
+    return nsr_peer.frr_bfd(frr, A, what)
 
 
 def start_standby(h, workdir, store: str, active_control: str, n: int):
@@ -141,22 +112,16 @@ def test_issu_frr(topology, workdir):
               f"release {out['released']['timing']} adopt {out['adopted']['timing']}")
         assert out["adopted"]["peers"] == [B]
         assert fcr.summary()["rib"]["ipv4-unicast"] == 2 * N_ROUTES
-        view = frr_view(frr)
-        # FRR derives the epoch from its uptime in whole seconds: +-1 is rounding
-        assert abs(view["established-epoch"] - before["established-epoch"]) <= 1, (i, view, before)
-        for k in ("state", "established-count", "dropped", "opens-sent",
-                  "opens-recv", "notifications-sent", "notifications-recv", "prefixes-received"):
-            assert view[k] == before[k], (i, k, view, before)
+        assert_unchanged(frr_view(frr), before, when=i)
         assert frr_bfd(frr).get("status") == "up"
     time.sleep(4)  # a keepalive interval more: the last engine keeps the session
     view = frr_view(frr)
-    assert view["state"] == "Established" and view["established-count"] == before["established-count"], view
-    assert abs(view["established-epoch"] - before["established-epoch"]) <= 1, (view, before)
+    assert_unchanged(view, before)
     assert view["updates-recv"] == before["updates-recv"], (view, before)  # nothing re-sent or withdrawn
     bfd_after = frr_bfd(frr)
     assert bfd_after.get("status") == "up" and bfd_after.get("uptime", 0) >= bfd_before.get("uptime", 0), \
         (bfd_before, bfd_after)
-    ctr = frr_bfd_counters(frr)
+    ctr = frr_bfd(frr, "peers counters")
     assert ctr.get("session-down-events", 0) == 0, ctr
     tcpdump.send_signal(signal.SIGINT)
     tcpdump.wait(10)
