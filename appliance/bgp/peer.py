@@ -301,6 +301,15 @@ class Peer:
         return name[0] if name else None
 
     @property
+    def four_tuple(self) -> tuple[str, int, str, int] | None:
+        """(local address, port, remote address, port) of the current connection."""
+        t = self._primary.transport
+        if t is None:
+            return None
+        local, remote = t.get_extra_info("sockname"), t.get_extra_info("peername")
+        return (local[0], local[1], remote[0], remote[1])
+
+    @property
     def fsm(self) -> Fsm:
         return self._primary.fsm
 

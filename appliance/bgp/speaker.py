@@ -37,7 +37,7 @@ from .rib.adj_in import AdjRibIn
 from .rib.adj_out import AdjRibOut
 from .rib.checkpoint import family_from_text, family_to_text, group_by_path, pack_keys, unpack_keys
 from .rib.decision import DecisionOptions
-from .rib.export import ExportCache, ExportContext, ExportPolicy
+from .rib.export import ExportContext, ExportPolicy
 from .rib.loc_rib import LocRib
 from .rib.path import Path, PathInterner, PeerSource, local_source
 from .transport import Listener
@@ -569,10 +569,7 @@ class Speaker:
 
     def _load_ribs(self, ribs: PeerRibs, d: dict[str, Any], interner: Any) -> None:
         ribs.adj_in = AdjRibIn.from_dict(d["adj-in"], interner)
-        restored = FamilyAdjRibOut.from_dict(d["adj-out"], interner=interner)
-        out = ribs.adj_out  # keeps its per-family export policies
-        out._sent, out._pending, out._full, out._eor = (
-            restored._sent, restored._pending, restored._full, restored._eor)
+        ribs.adj_out.load(d["adj-out"], interner)  # keeps its per-family export policies
         ribs.filtered = {family_from_text(f): set(unpack_keys(v)) for f, v in d.get("filtered", {}).items()}
         ribs.eorr_due = {family_from_text(f) for f in d.get("eorr-due", [])}
         ribs.rejected_updates = int(d.get("rejected-updates", 0))
@@ -583,25 +580,9 @@ class Speaker:
         """Queue the Loc-RIB for ``key`` against what it holds: only differences go out
         (exported attributes are interned, so an unchanged route compares by identity)."""
         ribs = self.ribs[key]
-        out = ribs.adj_out
         assert ribs.export_ctx is not None
-        if out.cache is None:
-            out.cache = ExportCache(ribs.export_ctx)
-        else:
-            out.cache.set_context(ribs.export_ctx)
-        cache = out.cache
         for fam in ribs.families:
-            sent = out._sent.get(fam)
-            loc = self.loc_rib[fam]
-            if sent:
-                for k, a in sent.items():
-                    sent[k] = cache.intern(a)
-                gone = [(k, None) for k in sent if k not in loc]
-            else:
-                gone = []
-            out.enqueue_many(fam, loc.items())
-            if gone:
-                out.enqueue_many(fam, gone)
+            ribs.adj_out.queue_against(fam, self.loc_rib[fam], ribs.export_ctx)
         self._mark_dirty(key)
 
     def _end_of_restart(self, ribs: PeerRibs, source: PeerSource) -> None:

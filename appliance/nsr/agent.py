@@ -188,7 +188,7 @@ class NsrAgent:
         for k in keys:
             with contextlib.suppress(Exception):
                 sp.peers[k].handover_pause()
-                t = _four_tuple(sp.peers[k])
+                t = sp.peers[k].four_tuple
                 sock, _snap = sp.handover_detach(k)
                 socks.append(sock)
                 tuples.append(t)
@@ -293,7 +293,7 @@ class NsrAgent:
                 raise SwitchoverRefused(f"checkpoint store failed: {exc}") from exc
             raise
         # -- from here the peers may notice a pause: keep it short ------------------------
-        tuples = [_four_tuple(sp.peers[k]) for k in keys]
+        tuples = [sp.peers[k].four_tuple for k in keys]
         lock = netlock.NetLock(tuples)
         if tuples:
             await asyncio.get_running_loop().run_in_executor(None, lock.acquire)
@@ -551,13 +551,6 @@ class NsrAgent:
             except Exception as exc:  # noqa: BLE001 - the sessions are ours whatever happens here
                 log_event(log, "nsr.on-adopted-error", level=logging.ERROR, error=repr(exc))
         return {"epoch": lease.epoch, "peers": adopted, "timing": timing}
-
-
-def _four_tuple(peer: Any) -> tuple[str, int, str, int]:
-    t = peer._primary.transport
-    local = t.get_extra_info("sockname")
-    remote = t.get_extra_info("peername")
-    return (local[0], local[1], remote[0], remote[1])
 
 
 def _norm(addr: str) -> str:

@@ -282,6 +282,33 @@ class AdjRibOut:
                     g.extend(keys)
         return groups, withdrawn
 
+    # -- NSR: continue what another engine's Adj-RIB-Out was doing ------------------
+    def load(self, d: dict[str, Any], interner: PathInterner | None = None) -> None:
+        """Take the contents of a ``to_dict`` (sent, pending, full table, End-of-RIB);
+        this object keeps its export policies and cache."""
+        other = AdjRibOut.from_dict(d, interner=interner)
+        self._sent, self._pending, self._full, self._eor = other._sent, other._pending, other._full, other._eor
+
+    def queue_against(self, family: AfiSafi, table: Any, ctx: ExportContext) -> None:
+        """Queue ``table`` (the Loc-RIB: ``in`` and ``items()``) against what the peer holds: the sent attributes
+        are interned in the export cache, so an unchanged route compares by identity in
+        ``_take`` and only differences go out; held keys missing from ``table`` are
+        withdrawn."""
+        if self.cache is None:
+            self.cache = ExportCache(ctx)
+        else:
+            self.cache.set_context(ctx)
+        intern = self.cache.intern
+        sent = self._sent.get(family)
+        gone: list[tuple[bytes, None]] = []
+        if sent:
+            for k, a in sent.items():
+                sent[k] = intern(a)
+            gone = [(k, None) for k in sent if k not in table]
+        self.enqueue_many(family, table.items())
+        if gone:
+            self.enqueue_many(family, gone)
+
     # -- checkpoints -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         writer = PathWriter()
