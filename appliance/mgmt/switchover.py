@@ -72,4 +72,7 @@ class SwitchoverRunner:
         res = run_issu(self.engine_socket, start, configure=configure)
         log_event(log, "mgmt.issu", engine=res["engine-id"], pid=res["pid"],
                   switchover=round(res["switchover"], 3), total=round(res["total"], 3))
+        if res.get("error"):  # the new engine has the sessions, something after that failed
+            log_event(log, "mgmt.issu-late-error", level=logging.WARNING, engine=res["engine-id"],
+                      error=res["error"])
         return {"active-engine-id": res["engine-id"], "epoch": res["adopted"]["epoch"]}
