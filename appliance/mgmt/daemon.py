@@ -136,6 +136,7 @@ async def run(args: argparse.Namespace) -> None:
 
             server.switchover = SwitchoverRunner(args.engine_socket, args.engine_command,
                                                  lambda: plane.running, log_path=args.engine_log)
+            plane.switchover_available = True
         await server.start()
         if engine is not None and args.event_interval > 0:
             server.poll_engine_events(engine.call, args.event_interval, socket_path=engine.path,

@@ -95,6 +95,9 @@ class ManagementPlane:
         self.index = yangdata.SchemaIndex(self.ctx)
         self.store = Store(state_dir, max_history)
         self.engine = engine
+        # the fcr-nsr:switchover RPC is wired (fcr-mgmtd --engine-command): nsr/state's
+        # switchover-ready depends on it
+        self.switchover_available = False
         self.running: dict[str, Any] = {}
         self.candidate: dict[str, Any] = {}
         self._sessions: dict[int, Session] = {}

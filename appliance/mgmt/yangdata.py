@@ -429,15 +429,27 @@ def print_xml(ctx: libyang.Context, config: dict[str, Any], *, with_defaults: st
     if with_defaults not in WITH_DEFAULTS:
         raise MgmtError("invalid-value", f"unsupported with-defaults mode {with_defaults!r}",
                         info={"bad-element": "with-defaults"}, type_="protocol")
-    doc = dict(config)
-    if extra:
-        doc = _merge_json(doc, extra)
-    if not doc:
+    if not config and not extra:
         return ""
-    pflags = lib.LYD_PARSE_ONLY | (lib.LYD_PARSE_NO_STATE if not extra else 0)
     tree = ffi.NULL
     try:
-        tree = _parse(ctx, json.dumps(doc), lib.LYD_JSON, pflags, 0)
+        if config:
+            tree = _parse(ctx, json.dumps(config), lib.LYD_JSON, lib.LYD_PARSE_ONLY | lib.LYD_PARSE_NO_STATE, 0)
+        if extra:
+            # merged as trees, not as JSON: a list entry that carries state (a BGP neighbor's
+            # state container) must join the configured entry with the same keys, not
+            # replace the configured list (it did: <get> lost every neighbor's peer-as)
+            st = _parse(ctx, json.dumps(extra), lib.LYD_JSON, lib.LYD_PARSE_ONLY, 0)
+            if tree == ffi.NULL:
+                tree = st
+            elif st != ffi.NULL:
+                holder = ffi.new("struct lyd_node **", tree)
+                ret = lib.lyd_merge_siblings(holder, st, lib.LYD_MERGE_DESTRUCT)
+                tree = holder[0]
+                if ret != lib.LY_SUCCESS:
+                    _raise_yang(_take_errors(ctx))
+        if tree == ffi.NULL:
+            return ""
         if with_defaults in ("report-all", "report-all-tagged", "trim"):
             holder = ffi.new("struct lyd_node **", tree)
             iflags = lib.LYD_IMPLICIT_NO_STATE if not extra else 0
