@@ -35,7 +35,7 @@ from .packet.update import AttrCache, Update
 from .peer import HandoverError, LocalSettings, Peer
 from .rib.adj_in import AdjRibIn
 from .rib.adj_out import AdjRibOut
-from .rib.checkpoint import family_from_text, family_to_text, group_by_path, pack_keys, unpack_keys
+from .rib.checkpoint import family_from_text, family_to_text, pack_keys, unpack_keys
 from .rib.decision import DecisionOptions
 from .rib.export import ExportContext, ExportPolicy
 from .rib.loc_rib import LocRib
@@ -50,6 +50,7 @@ ImportPolicy = Callable[[AfiSafi, PeerSource, PathAttributes, list[bytes]], list
 
 FAMILIES = (IPV4_UNICAST, IPV6_UNICAST)
 _FLUSH_BATCH = 256  # UPDATE messages built per peer per loop turn
+_FLUSH_SLICE = 0.02  # s: one flush callback stops after this (the rest on the next turn)
 _RIB_SLICE = 8192   # Loc-RIB changes handed to the RIB manager per loop turn...
 _RIB_SLICE_BUSY = 1024  # ...and while UPDATEs keep arriving (BGP input goes first)
 CEASE_BFD_DOWN = 10  # RFC 9384: Cease subcode "BFD Down"
@@ -112,20 +113,6 @@ class FamilyAdjRibOut(AdjRibOut):
         if self.family_policy:
             self.policy = self.family_policy.get(family)
         return AdjRibOut._take(self, family, max_messages, max_len)
-
-
-class _CanonInterner:
-    """PathInterner.get with restored sources replaced by the speaker's own objects
-    (the RIBs compare sources by identity)."""
-
-    __slots__ = ("_interner", "_canon")
-
-    def __init__(self, interner: PathInterner, canon: dict[PeerSource, PeerSource]) -> None:
-        self._interner = interner
-        self._canon = canon
-
-    def get(self, source: PeerSource, attrs: PathAttributes) -> Path:
-        return self._interner.get(self._canon.get(source, source), attrs)
 
 
 def _rid_int(router_id: str) -> int:
@@ -395,7 +382,8 @@ class Speaker:
             rr_client=n.route_reflector_client,
         )
         nh4, nh6 = local_next_hops(peer.local_address)
-        ribs.source = source
+        if ribs.source != source:  # an equal one stays: routes mirrored under it (NSR) keep it
+            ribs.source = source
         ribs.families = frozenset(neg.families)
         ribs.peer_gr = neg.peer_graceful_restart
         ribs.notifications_at_up = _notifications(peer)
@@ -443,13 +431,12 @@ class Speaker:
                 peer.handover_resume()
                 self._mark_dirty(key)
 
-    def handover_rib(self, key: str) -> dict[str, Any]:
-        """The neighbor's RIB state as plain data (Adj-RIB-In after import policy, what it
-        holds from us and what is queued for it)."""
+    def handover_state(self, key: str) -> dict[str, Any]:
+        """What of the neighbor's RIB state is not in the NSR mirror (appliance/nsr/
+        ribmirror.py): what is queued for it and not sent, import-filtered keys, counters."""
         ribs = self.ribs[key]
         return {
-            "adj-in": ribs.adj_in.to_dict(),
-            "adj-out": ribs.adj_out.to_dict(),
+            "out": {family_to_text(f): ribs.adj_out.handover_state(f) for f in ribs.families},
             "filtered": {family_to_text(f): pack_keys(ks) for f, ks in ribs.filtered.items() if ks},
             "eorr-due": sorted(family_to_text(f) for f in ribs.eorr_due),
             "rejected-updates": ribs.rejected_updates,
@@ -465,32 +452,37 @@ class Speaker:
         self._dirty.discard(key)
         return sock, snap
 
-    async def adopt_sessions(self, sessions: dict[str, tuple[dict, dict, socket.socket]]) -> list[str]:
+    async def adopt_sessions(self, sessions: dict[str, tuple[dict, dict | None, socket.socket]],
+                             interned: Any = None) -> list[str]:
         """Continue sessions detached by another engine: ``sessions`` maps a neighbor to
-        (session snapshot, RIB snapshot, restored socket). Every peer gets a KEEPALIVE at
-        once; then the Adj-RIBs-In are loaded into the Loc-RIB and each peer is sent only
-        what differs from what it already holds (normally nothing)."""
+        (session snapshot, its ``handover_state``, restored socket). The RIBs are already
+        here (the NSR mirror kept this engine's Adj-RIBs-In, Loc-RIB and sent maps in step);
+        a state of None means they are this engine's own (a switchover undone). Every peer
+        gets a KEEPALIVE at once; then each continues the queue it had: only what was
+        queued and not sent goes out. ``interned(key)``: the sent map's attribute objects."""
         adopted: list[str] = []
-        for key, (snap, _rib, sock) in sessions.items():
+        for key, (snap, _state, sock) in sessions.items():
             peer = self.peers.get(key)
             if peer is None:
                 raise HandoverError(f"{key}: not a configured neighbor")
             await peer.adopt(snap, sock)
             adopted.append(key)
-        canon: dict[PeerSource, PeerSource] = {self.local: self.local}
         for key in adopted:
-            src = self._session_context(self.peers[key]).source
-            canon[src] = src
-        interner = _CanonInterner(self.interner, canon)
-        for key in adopted:
-            self._load_ribs(self.ribs[key], sessions[key][1], interner)
-        for key in adopted:
-            ribs = self.ribs[key]
-            for fam in ribs.adj_in.families():
-                for path, keys in group_by_path(ribs.adj_in.items(fam)).items():
-                    self.loc_rib[fam].announce(path, keys)
-        for key in adopted:
-            self._resync_out(key)
+            ribs = self._session_context(self.peers[key])
+            state = sessions[key][1]
+            if state is not None:
+                ribs.filtered = {family_from_text(f): set(unpack_keys(v))
+                                 for f, v in state.get("filtered", {}).items()}
+                ribs.eorr_due = {family_from_text(f) for f in state.get("eorr-due", [])}
+                ribs.rejected_updates = int(state.get("rejected-updates", 0))
+                ribs.treat_as_withdraw = int(state.get("treat-as-withdraw", 0))
+                ribs.notifications_at_up = int(state.get("notifications-at-up", 0))
+                attrs = list(interned(key)) if interned is not None else []
+                assert ribs.export_ctx is not None
+                for fam in ribs.families:
+                    ribs.adj_out.continue_from(fam, state.get("out", {}).get(family_to_text(fam), {}),
+                                               self.loc_rib[fam], ribs.export_ctx, attrs)
+            self._mark_dirty(key)
         log_event(log, "bgp.adopted", peers=len(adopted))
         if self.nsr_hooks is not None:
             self.nsr_hooks.adopted(adopted)
@@ -566,24 +558,6 @@ class Speaker:
             for fam in ribs.families:
                 self._refresh_out(peer, ribs, fam)
         log_event(log, "bgp.output-released", peers=len(held), reason=why)
-
-    def _load_ribs(self, ribs: PeerRibs, d: dict[str, Any], interner: Any) -> None:
-        ribs.adj_in = AdjRibIn.from_dict(d["adj-in"], interner)
-        ribs.adj_out.load(d["adj-out"], interner)  # keeps its per-family export policies
-        ribs.filtered = {family_from_text(f): set(unpack_keys(v)) for f, v in d.get("filtered", {}).items()}
-        ribs.eorr_due = {family_from_text(f) for f in d.get("eorr-due", [])}
-        ribs.rejected_updates = int(d.get("rejected-updates", 0))
-        ribs.treat_as_withdraw = int(d.get("treat-as-withdraw", 0))
-        ribs.notifications_at_up = int(d.get("notifications-at-up", 0))
-
-    def _resync_out(self, key: str) -> None:
-        """Queue the Loc-RIB for ``key`` against what it holds: only differences go out
-        (exported attributes are interned, so an unchanged route compares by identity)."""
-        ribs = self.ribs[key]
-        assert ribs.export_ctx is not None
-        for fam in ribs.families:
-            ribs.adj_out.queue_against(fam, self.loc_rib[fam], ribs.export_ctx)
-        self._mark_dirty(key)
 
     def _end_of_restart(self, ribs: PeerRibs, source: PeerSource) -> None:
         """The restarting peer is back (RFC 4724 §4.2): keep its stale routes only for
@@ -1012,7 +986,14 @@ class Speaker:
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, set()
         again = False
-        for key in dirty:
+        # many peers with large queues: stop after a time slice and go on next turn, so
+        # keepalives and reads run in between (each build_messages is bounded itself)
+        end = time.monotonic() + _FLUSH_SLICE
+        for i, key in enumerate(dirty):
+            if i and time.monotonic() > end:
+                self._dirty.update(list(dirty)[i:])
+                again = True
+                break
             peer = self.peers.get(key)
             ribs = self.ribs.get(key)
             if peer is None or ribs is None or ribs.export_ctx is None or peer.state != "Established":

@@ -32,20 +32,26 @@ import logging
 import os
 import socket
 import time
+import uuid
 from typing import Any
 
 from .. import __version__
 from ..log import log_event
 from . import netlock, tcp_repair
 from . import vip as _vip
-from .store import Lease, LeaseConflict, StoreError, StoreUnavailable, open_store
+from .ribmirror import MirrorReader, MirrorWriter
+from .store import FeedTruncated, Lease, LeaseConflict, StoreError, StoreUnavailable, open_store
 
 log = logging.getLogger("fcr.nsr")
 
 LEASE = "routing-engine"
 NS = "nsr"
 NS_SESSION = "nsr.session"
-NS_RIB = "nsr.rib"
+NS_DELTA = "nsr.ribdelta"   # RIB mirror deltas (appliance/nsr/ribmirror.py), key "<epoch>-<n>"
+NS_BASE = "nsr.ribbase"     # RIB mirror bases, one per neighbor
+MIRROR_TICK = 0.1           # s: the active engine turns its journals into deltas this often
+MIRROR_DELTAS = 4           # deltas per tick at most (each DELTA_KEYS keys), the loop yields between
+MIRROR_WAIT = 3.0           # s: a release waits this long for the standby to apply the last delta
 LEASE_TTL = 10.0            # s: an owner that stops renewing loses its sessions after this
 STANDBY_POLL = 0.05          # s: a standby looks at the lease this often (adopts when it is its)
 STORE_WAIT = 3.0            # s: status and switchover preconditions wait this long for the store
@@ -79,6 +85,19 @@ class NsrAgent:
         self._adopt_lock = asyncio.Lock()
         self._adopted: dict[str, Any] | None = None
         self._beat = 0.0
+        # RIB mirror (appliance/nsr/ribmirror.py): the writer on the active engine, the
+        # reader on a standby; see _mirror_loop and _mirror_tail
+        self._mirror_task: asyncio.Task[None] | None = None
+        self._mirror_lock = asyncio.Lock()
+        self._writer: MirrorWriter | None = None
+        self._mseq = 0
+        self._mirror_written = 0   # store sequence of the last mirror batch written
+        self._served: list[str] = []
+        self._unacked: list[tuple[int, str]] = []
+        self._reader: MirrorReader | None = None
+        self._mirror_req = ""
+        self._mirror_applied = 0
+        self._mirror_synced = False
 
     # -- store access (one thread) ---------------------------------------------------
     async def _call(self, fn: Any, *args: Any, **kw: Any) -> Any:
@@ -125,12 +144,20 @@ class NsrAgent:
         except StoreError as exc:
             log_event(log, "nsr.store-unavailable", level=logging.WARNING, error=str(exc))
         self._task = asyncio.get_running_loop().create_task(self._keeper())
+        self._start_mirror()
+
+    def _start_mirror(self) -> None:
+        if self._mirror_task is not None:
+            self._mirror_task.cancel()
+        body = self._mirror_tail() if self.role == "standby" else self._mirror_loop()
+        self._mirror_task = asyncio.get_running_loop().create_task(body)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._mirror_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._store is not None:
             with contextlib.suppress(Exception):
                 await self._call(self._store.close)
@@ -206,6 +233,169 @@ class NsrAgent:
             with contextlib.suppress(Exception):
                 p.stop()
 
+    # -- RIB mirror (appliance/nsr/ribmirror.py) ---------------------------------------------
+    async def _mirror_acks(self, fresh_only: bool = True) -> dict[str, dict[str, Any]]:
+        """Standbys' mirror records (``mirror/<id>``: applied store sequence, synced, the
+        base they asked for), by engine id; only live ones unless ``fresh_only`` is False."""
+        st = await self.store()
+        recs = await self._quick(lambda: list(st.scan(NS, "mirror/")))
+        now = time.time()
+        return {r.key.split("/", 1)[1]: r.value for r in recs
+                if not fresh_only or now - r.value.get("time", 0) < STANDBY_FRESH}
+
+    async def _mirror_flush(self, acks: dict[str, dict[str, Any]], *, final: bool = False) -> int:
+        """Active: write the journals out as deltas (``final``: all of them, else at most
+        MIRROR_DELTAS), bases for neighbors that need one, and delete deltas every live
+        standby has applied. Returns the store's sequence after the write. The caller
+        holds _mirror_lock."""
+        sp = self.engine.bgp
+        lease = self.lease
+        if sp is None or lease is None:
+            return 0
+        st = await self.store()
+        if self._writer is None:
+            self._writer = MirrorWriter(sp)
+        w = self._writer
+        wanted = {r["want-base"] for r in acks.values() if r.get("want-base")} - set(self._served)
+        if wanted:
+            w.invalidate()
+        records: list[tuple[str, str, Any]] = []
+        n = 0
+        while final or n < MIRROR_DELTAS:
+            d = w.delta()
+            if d is None:
+                break
+            self._mseq += 1
+            n += 1
+            records.append((NS_DELTA, f"{lease.epoch:08d}-{self._mseq:012d}", d))
+            await asyncio.sleep(0)  # keepalives and reads between two deltas
+        for key in w.needs_base():
+            records.append((NS_BASE, key, w.base(key)))
+        if wanted:
+            self._served = [*self._served, *sorted(wanted)][-16:]
+            records.append((NS, "mirror-writer", {"engine-id": self.engine_id, "epoch": lease.epoch,
+                                                  "served": self._served, "time": time.time()}))
+        applied = min((int(r.get("applied") or 0) for r in acks.values()), default=0)
+        deletes = [(NS_DELTA, k) for sq, k in self._unacked if sq <= applied]
+        if records or deletes:
+            seq = await self._call(st.put_many, records, deletes=deletes, fence=lease)
+            self._unacked = [(sq, k) for sq, k in self._unacked if sq > applied]
+            self._unacked.extend((seq, k) for ns, k, _v in records if ns == NS_DELTA)
+            if records:  # (a batch of deletes only is nothing a standby applies)
+                self._mirror_written = seq
+        return self._mirror_written
+
+    async def _mirror_loop(self) -> None:
+        """Active: while a standby is alive, keep its copy of the RIBs current (a few
+        deltas per MIRROR_TICK); with none, take the journals out."""
+        acks: dict[str, dict[str, Any]] = {}
+        scanned = 0.0
+        while True:
+            await asyncio.sleep(MIRROR_TICK)
+            try:
+                if self.role != "active" or self.fenced or self.lease is None or self.engine.bgp is None:
+                    continue
+                if time.monotonic() - scanned >= 0.5:
+                    scanned = time.monotonic()
+                    acks = await self._mirror_acks()
+                if not acks:
+                    if self._writer is not None:
+                        self._writer.stop()
+                        self._writer = None
+                    continue
+                async with self._mirror_lock:
+                    await self._mirror_flush(acks)
+            except asyncio.CancelledError:
+                raise
+            except LeaseConflict:
+                pass  # the keeper fences us
+            except StoreError as exc:
+                log_event(log, "nsr.mirror-store", level=logging.WARNING, error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - the mirror must keep going
+                log_event(log, "nsr.mirror-error", level=logging.ERROR, error=repr(exc))
+
+    async def _wait_mirror(self, st: Any, to: str, seq: int) -> None:
+        """Release: the standby ``to`` must have applied everything up to ``seq``."""
+        end = time.monotonic() + MIRROR_WAIT
+        applied = 0
+        while True:
+            rec = await self._quick(st.get, NS, f"mirror/{to}")
+            applied = int(rec.value.get("applied") or 0) if rec is not None else 0
+            if applied >= seq:
+                return
+            if time.monotonic() > end:
+                raise SwitchoverRefused(f"standby {to!r} lags: its copy of the RIBs is at store sequence "
+                                        f"{applied}, the active engine's at {seq} after {MIRROR_WAIT:.0f} s")
+            await asyncio.sleep(0.005)
+
+    async def _mirror_tail(self) -> None:
+        """Standby: follow the store's change feed and apply the active engine's bases and
+        deltas to this engine's RIBs; acknowledge what is applied in ``mirror/<id>``."""
+        while self.engine.bgp is None:
+            await asyncio.sleep(STANDBY_POLL)
+        self._reader = MirrorReader(self.engine.bgp)
+        since = -1
+        acked: tuple[int, bool] | None = None
+        t_ack = 0.0
+        while self.role == "standby":
+            try:
+                st = await self.store()
+                if since < 0:  # (re)start: ask the active engine for a whole copy
+                    since = await self._call(st.last_seq)
+                    self._mirror_req = uuid.uuid4().hex
+                    self._mirror_synced = False
+                    self._mirror_applied = 0
+                    acked = None
+                now = time.monotonic()
+                state = (self._mirror_applied, self._mirror_synced)
+                if (state != acked and now - t_ack >= 0.01) or now - t_ack >= 1.0:
+                    await self._call(st.put, NS, f"mirror/{self.engine_id}", {
+                        "engine-id": self.engine_id, "applied": self._mirror_applied, "synced": self._mirror_synced,
+                        "want-base": self._mirror_req, "time": time.time()})
+                    acked, t_ack = state, now
+                chunk = await self._call(lambda s=since, st=st: list(st.changes(s, limit=64)))
+            except asyncio.CancelledError:
+                raise
+            except FeedTruncated:
+                since = -1
+                continue
+            except StoreError as exc:
+                log_event(log, "nsr.mirror-store", level=logging.WARNING, error=str(exc))
+                await asyncio.sleep(0.2)
+                continue
+            if not chunk:
+                await asyncio.sleep(0.005)
+                continue
+            for ch in chunk:
+                since = ch.seq
+                if ch.value is None:
+                    continue
+                if ch.ns == NS_DELTA:
+                    self._reader.apply_delta(ch.value)
+                elif ch.ns == NS_BASE:
+                    self._reader.apply_base(ch.key, ch.value)
+                elif ch.ns == NS and ch.key == "mirror-writer":
+                    if self._mirror_req in ch.value.get("served", []):
+                        self._mirror_synced = True
+                else:
+                    continue
+                self._mirror_applied = ch.seq
+                await asyncio.sleep(0)  # bases can be large: let the lease poll run
+
+    async def _mirror_caught_up(self, seq: int) -> None:
+        """Adopt: the mirror must have applied the old engine's last delta; then it stops
+        (the RIBs are this engine's from here)."""
+        end = time.monotonic() + MIRROR_WAIT
+        while self._mirror_applied < seq or not self._mirror_synced:
+            if time.monotonic() > end or self._mirror_task is None or self._mirror_task.done():
+                raise SwitchoverRefused(f"this engine's copy of the RIBs is at store sequence "
+                                        f"{self._mirror_applied}, the handover needs {seq}")
+            await asyncio.sleep(0.002)
+        task, self._mirror_task = self._mirror_task, None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     # -- status ---------------------------------------------------------------------------
     async def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -219,16 +409,30 @@ class NsrAgent:
             out["store-connected"] = True
             out["lease"] = None if lease is None else {"owner": lease.owner, "epoch": lease.epoch}
             standbys = await self._quick(lambda: list(st.scan(NS, "standby/")))
+            mirrors = await self._mirror_acks(fresh_only=False)
             now = time.time()
-            out["standbys"] = [dict(r.value, fresh=now - r.value.get("time", 0) < STANDBY_FRESH,
-                                    synchronized=r.value.get("config-digest") == self.engine.config_digest)
-                               for r in standbys if r.value.get("engine-id") != self.engine_id]
+            out["standbys"] = []
+            for r in standbys:
+                sid = r.value.get("engine-id")
+                if sid == self.engine_id:
+                    continue
+                m = mirrors.get(sid, {})
+                out["standbys"].append(dict(
+                    r.value, fresh=now - r.value.get("time", 0) < STANDBY_FRESH,
+                    **{"rib-mirror": {k: m.get(k) for k in ("synced", "applied")},
+                       "synchronized": (r.value.get("config-digest") == self.engine.config_digest
+                                        and bool(m.get("synced")))}))
         except StoreError as exc:
             out["store-connected"] = False
             out["store-error"] = str(exc)
         sp = self.engine.bgp
         out["sessions"] = sorted(k for k, p in sp.peers.items() if p.state == "Established") if sp else []
         out["last-switchover"] = self.last_switchover
+        if self.role == "standby":
+            out["rib-mirror"] = {"applied": self._mirror_applied, "synced": self._mirror_synced,
+                                 "neighbors": len(self._reader.based) if self._reader else 0}
+        elif self._writer is not None:
+            out["rib-mirror"] = {"written": self._mirror_written, "journaled-keys": self._writer.pending()}
         return out
 
     # -- the active side ----------------------------------------------------------------
@@ -252,6 +456,10 @@ class NsrAgent:
         if rec.get("config-digest") != self.engine.config_digest:
             raise SwitchoverRefused(f"standby {to!r} is not synchronized: its configuration differs "
                                     "from the active engine's")
+        m = (await self._mirror_acks()).get(to)
+        if m is None or not m.get("synced"):
+            raise SwitchoverRefused(f"standby {to!r} is not synchronized: its copy of the RIBs "
+                                    "has not caught up yet")
         return to
 
     async def release(self, to: str | None = None, *, keep_frozen: bool = True,
@@ -281,11 +489,19 @@ class NsrAgent:
             raise SwitchoverRefused(f"checkpoint store unreachable: {exc}") from exc
         keys = sp.handover_pause() if sp is not None else []
         timing: dict[str, float] = {}
+        mirror_seq = 0
         try:
-            ribs = {k: sp.handover_rib(k) for k in keys}
-            timing["rib-snapshot"] = time.monotonic() - t0
-            await self._call(st.put_many, [(NS_RIB, k, v) for k, v in ribs.items()], fence=lease)
-            timing["rib-written"] = time.monotonic() - t0
+            # reads and UPDATE output are paused: the RIBs are fixed from here. The standby
+            # already has them (the mirror); it gets the last delta and must apply it
+            # before anything is frozen, else the switchover is refused (it lags).
+            states = {k: sp.handover_state(k) for k in keys}
+            timing["rib-state"] = time.monotonic() - t0
+            if sp is not None:
+                async with self._mirror_lock:
+                    mirror_seq = await self._mirror_flush(await self._mirror_acks(), final=True)
+                timing["mirror-flushed"] = time.monotonic() - t0
+                await self._wait_mirror(st, to, mirror_seq)
+                timing["standby-synced"] = time.monotonic() - t0
             await asyncio.gather(*(sp.peers[k].handover_drain(DRAIN_TIMEOUT) for k in keys))
         except BaseException as exc:
             sp.handover_resume(keys)
@@ -310,9 +526,10 @@ class NsrAgent:
             bfd = await self._export_bfd()
             epoch = lease.epoch + 1
             records = [(NS_SESSION, k, {"epoch": epoch, "to": to, "bgp": snap, "tcp": tcp.to_dict(),
-                                        "bfd": bfd.get(_norm(k))})
+                                        "bfd": bfd.get(_norm(k)), "rib": states[k]})
                        for k, (_s, snap, tcp) in detached.items()]
             handover = {"from": self.engine_id, "to": to, "epoch": epoch, "peers": keys,
+                        "mirror-seq": mirror_seq,
                         "freeze-table": lock.table if tuples else None, "time": time.time(),
                         "vip": dict(vip) if vip_ else None,
                         "bfd-other": {p: v for p, v in bfd.items() if p not in {_norm(k) for k in keys}}}
@@ -344,7 +561,7 @@ class NsrAgent:
             timing["vip-removed"] = time.monotonic() - t0
         if not keep_frozen and tuples:
             await asyncio.get_running_loop().run_in_executor(None, lock.release)
-        self._released = {"records": {k: (snap, tcp, ribs[k]) for k, (_s, snap, tcp) in detached.items()},
+        self._released = {"records": {k: (snap, tcp) for k, (_s, snap, tcp) in detached.items()},
                           "lock": lock, "bfd": bfd, "to": to, "epoch": new_lease.epoch, "vip": vip_}
         timing["frozen-at"] = t_freeze - t0
         timing["released"] = time.monotonic() - t0
@@ -379,7 +596,7 @@ class NsrAgent:
         for k, (sock, snap, _tcp) in detached.items():
             with contextlib.suppress(OSError):
                 tcp_repair.leave_repair(sock, window_probe=False)
-            sessions[k] = (snap, sp.handover_rib(k), sock)
+            sessions[k] = (snap, None, sock)  # None: our own RIBs, untouched
         with contextlib.suppress(Exception):
             await asyncio.get_running_loop().run_in_executor(None, lock.release)
         if sessions:
@@ -406,8 +623,8 @@ class NsrAgent:
                 await loop.run_in_executor(None, lock.acquire)
             await loop.run_in_executor(None, lambda: _vip.add(*rel["vip"]))
         socks = {}
-        for k, (snap, tcp, rib) in rel["records"].items():
-            socks[k] = (snap, rib, self._restore_socket(k, tcp))
+        for k, (snap, tcp) in rel["records"].items():
+            socks[k] = (snap, None, self._restore_socket(k, tcp))  # our own RIBs, untouched
         with contextlib.suppress(Exception):
             await asyncio.get_running_loop().run_in_executor(None, lock.release)
         for _snap, _rib, sock in socks.values():
@@ -446,7 +663,12 @@ class NsrAgent:
         async with self._adopt_lock:
             if self._adopted is not None and self.role == "active":
                 return self._adopted
-            self._adopted = await self._adopt(vip)
+            try:
+                self._adopted = await self._adopt(vip)
+            except BaseException:
+                if self.role == "standby" and (self._mirror_task is None or self._mirror_task.done()):
+                    self._start_mirror()  # not adopted: follow the active engine again
+                raise
             return self._adopted
 
     async def _adopt(self, vip: dict[str, str] | None = None) -> dict[str, Any]:
@@ -468,17 +690,17 @@ class NsrAgent:
             raise SwitchoverRefused(f"handover record is for epoch {ho.get('epoch')}, lease is {lease.epoch}")
         keys = list(ho.get("peers", []))
 
-        def read_all() -> dict[str, tuple[dict, dict]]:
+        def read_all() -> dict[str, dict]:
             out = {}
             for k in keys:
                 s = st.get(NS_SESSION, k)
-                r = st.get(NS_RIB, k)
-                if s is None or r is None or s.value.get("epoch") != lease.epoch:
+                if s is None or s.value.get("epoch") != lease.epoch:
                     raise SwitchoverRefused(f"{k}: no checkpoint of epoch {lease.epoch}")
-                out[k] = (s.value, r.value)
+                out[k] = s.value
             return out
 
         recs = await self._call(read_all)
+        await self._mirror_caught_up(ho.get("mirror-seq", 0))
         # an old engine killed after the lease moved but before it dropped its held
         # duplicates (crash.py) leaves them as orphans: their 4-tuples must be free
         await self._drop_held(keys)
@@ -493,14 +715,14 @@ class NsrAgent:
         try:
             if vip_ is not None:
                 loop = asyncio.get_running_loop()
-                tuples = [tcp_repair.TcpState.from_dict(s["tcp"]).four_tuple() for s, _r in recs.values()]
+                tuples = [tcp_repair.TcpState.from_dict(s["tcp"]).four_tuple() for s in recs.values()]
                 if tuples:
                     local_lock = netlock.NetLock(tuples)
                     await loop.run_in_executor(None, local_lock.acquire)
                 await loop.run_in_executor(None, lambda: _vip.add(*vip_))
                 vip_added = True
                 t_vip = time.monotonic()
-            for k, (s, _r) in recs.items():
+            for k, s in recs.items():
                 if sp is None or k not in sp.peers:
                     raise SwitchoverRefused(f"{k}: not a configured neighbor here")
                 socks[k] = self._restore_socket(k, tcp_repair.TcpState.from_dict(s["tcp"]))
@@ -529,9 +751,12 @@ class NsrAgent:
             raise
         t_restored = time.monotonic()
         self.role = "active"
-        adopted = await sp.adopt_sessions({k: (s["bgp"], r, socks[k]) for k, (s, r) in recs.items()})
+        reader = self._reader
+        adopted = await sp.adopt_sessions({k: (s["bgp"], s.get("rib") or {}, socks[k]) for k, s in recs.items()},
+                                          interned=reader.interned if reader is not None else None)
+        self._start_mirror()  # now the writer, for the next standby
         t_bgp = time.monotonic()
-        bfd = {_norm(k): s["bfd"] for k, (s, _r) in recs.items() if s.get("bfd")}
+        bfd = {_norm(k): s["bfd"] for k, s in recs.items() if s.get("bfd")}
         bfd.update(ho.get("bfd-other") or {})
         await eng.nsr_activate(adopted, bfd)
         t_done = time.monotonic()

@@ -367,3 +367,29 @@ def test_adj_out_matches_model(ops, with_policy):
     assert peer == expected
     assert dict(out.sent_items(IPV4_UNICAST)) == expected
     assert (eors >= 1) == (fulls >= 1) and eors <= fulls
+
+
+def test_adj_out_work_per_call_is_bounded_when_nothing_is_sent():
+    """A queue whose entries are all filtered (NO_EXPORT, split horizon) costs no octets;
+    one build_messages must still stop after a bounded number of entries, so the event
+    loop runs keepalives between calls (the switchover bench's 100-peer drops)."""
+    from appliance.bgp.rib import adj_out
+
+    n = 3 * adj_out._MAX_EXAMINED + 5
+    path = PathInterner().get(SRC, attr_set(1))
+    keys = [bytes((24, 10 + (i >> 16), (i >> 8) & 0xFF, i & 0xFF)) for i in range(n)]
+    for full in (True, False):
+        out = AdjRibOut(policy=lambda key, path, attrs: None)
+        if full:
+            out.enqueue_full(IPV4_UNICAST, [(k, path) for k in keys])
+        else:
+            out.enqueue_many(IPV4_UNICAST, [(k, path) for k in keys])
+        calls = 0
+        while out.has_pending():
+            before = out.pending_count()
+            msgs = out.build_messages(ctx(TO_EBGP), max_messages=100)
+            assert before - out.pending_count() <= adj_out._MAX_EXAMINED
+            calls += 1
+            assert calls < 10
+        assert calls >= 4
+        assert [u.end_of_rib for u in decode_all(msgs, ebgp=True)] == ([IPV4_UNICAST] if full else [])

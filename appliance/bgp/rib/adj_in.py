@@ -34,11 +34,23 @@ _SEQUENCES = (list, tuple)
 
 
 class AdjRibIn:
-    __slots__ = ("_tables", "_stale")
+    __slots__ = ("_tables", "_stale", "journal")
 
     def __init__(self) -> None:
         self._tables: dict[AfiSafi, dict[bytes, Path]] = {}
         self._stale: dict[AfiSafi, set[bytes]] = {}
+        # family -> keys whose entry changed since the NSR mirror last looked (None: no
+        # mirror; appliance/nsr/ribmirror.py). One C-level set update per call.
+        self.journal: dict[AfiSafi, set[bytes]] | None = None
+
+    def _note(self, family: AfiSafi, keys: Iterable[bytes]) -> None:
+        j = self.journal
+        if j is not None:
+            s = j.get(family)
+            if s is None:
+                j[family] = set(keys)
+            else:
+                s.update(keys)
 
     # -- updates ---------------------------------------------------------------
     def announce(self, family: AfiSafi, path: Path, keys: Iterable[bytes]) -> list[bytes]:
@@ -55,11 +67,14 @@ class AdjRibIn:
             n0 = len(table)
             table.update(zip(keys, repeat(path)))
             # the count differs only if the UPDATE repeated a prefix
-            return list(keys) if len(table) - n0 == len(keys) else list(dict.fromkeys(keys))
-        get = table.get
-        changed = [k for k in dict.fromkeys(keys) if get(k) is not path]
-        if changed:
-            table.update(dict.fromkeys(changed, path))
+            changed = list(keys) if len(table) - n0 == len(keys) else list(dict.fromkeys(keys))
+        else:
+            get = table.get
+            changed = [k for k in dict.fromkeys(keys) if get(k) is not path]
+            if changed:
+                table.update(dict.fromkeys(changed, path))
+        if self.journal is not None and changed:
+            self._note(family, changed)
         return changed
 
     def withdraw(self, family: AfiSafi, keys: Iterable[bytes]) -> list[bytes]:
@@ -72,6 +87,8 @@ class AdjRibIn:
         stale = self._stale.get(family)
         if stale and removed:
             stale.difference_update(removed)
+        if self.journal is not None and removed:
+            self._note(family, removed)
         return removed
 
     def clear(self, family: AfiSafi | None = None) -> dict[AfiSafi, list[bytes]]:
@@ -83,6 +100,7 @@ class AdjRibIn:
             self._stale.pop(fam, None)
             if table:
                 removed[fam] = list(table)
+                self._note(fam, table)
         return removed
 
     # -- graceful restart (helper mode) -----------------------------------------
@@ -104,7 +122,10 @@ class AdjRibIn:
             return []
         table = self._tables.get(family, {})
         pop = table.pop
-        return [k for k in stale if pop(k, None) is not None]
+        removed = [k for k in stale if pop(k, None) is not None]
+        if removed:
+            self._note(family, removed)
+        return removed
 
     def is_stale(self, family: AfiSafi, key: bytes) -> bool:
         stale = self._stale.get(family)
@@ -125,6 +146,10 @@ class AdjRibIn:
 
     def items(self, family: AfiSafi) -> Iterator[tuple[bytes, Path]]:
         return iter(self._tables.get(family, {}).items())
+
+    def mapping(self, family: AfiSafi) -> dict[bytes, Path]:
+        """The family's table itself, read-only by contract (the NSR mirror reads it)."""
+        return self._tables.get(family) or {}
 
     def get(self, family: AfiSafi, key: bytes) -> Path | None:
         table = self._tables.get(family)

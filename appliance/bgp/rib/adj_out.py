@@ -46,6 +46,10 @@ from .path import Path, PathInterner
 _OVERHEAD = 64
 _FIRST_CHUNK = 1024
 _MAX_CHUNK = 1 << 16
+# Entries one ``_take`` may look at, sent or not: a queue whose entries are filtered
+# (NO_EXPORT, split horizon) or unchanged costs no octets, and without this bound one
+# flush would walk a whole 1M-entry queue while keepalives wait.
+_MAX_EXAMINED = 1 << 16
 _MISSING = object()
 
 
@@ -64,7 +68,7 @@ class _FullTable:
 
 
 class AdjRibOut:
-    __slots__ = ("policy", "cache", "_sent", "_pending", "_full", "_eor")
+    __slots__ = ("policy", "cache", "_sent", "_pending", "_full", "_eor", "journal")
 
     def __init__(self, policy: ExportPolicy | None = None) -> None:
         self.policy = policy
@@ -74,6 +78,18 @@ class AdjRibOut:
         self._full: dict[AfiSafi, _FullTable] = {}
         # family -> End-of-RIB goes out once this pending key is sent (None: at once)
         self._eor: dict[AfiSafi, bytes | None] = {}
+        # family -> keys whose sent entry changed since the NSR mirror last looked
+        # (None: no mirror; appliance/nsr/ribmirror.py)
+        self.journal: dict[AfiSafi, set[bytes]] | None = None
+
+    def _note(self, family: AfiSafi, keys: Iterable[bytes]) -> None:
+        j = self.journal
+        if j is not None:
+            s = j.get(family)
+            if s is None:
+                j[family] = set(keys)
+            else:
+                s.update(keys)
 
     # -- queueing ----------------------------------------------------------------
     def enqueue(self, family: AfiSafi, key: bytes, best: Path | None) -> None:
@@ -137,6 +153,9 @@ class AdjRibOut:
 
     def clear(self) -> None:
         """Session down: the peer holds nothing from us any more."""
+        if self.journal is not None:
+            for fam, sent in self._sent.items():
+                self._note(fam, sent)
         self._sent.clear()
         self._pending.clear()
         self._full.clear()
@@ -249,21 +268,26 @@ class AdjRibOut:
             return taken
 
         size = _FIRST_CHUNK
+        examined = 0
         if full is not None:
             skip = pending.__contains__ if pending else None
             keys, paths = full.keys, full.paths
-            while full.pos < len(keys) and used < limit:
-                end = full.pos + size
-                full.pos += consume(zip(keys[full.pos : end], paths[full.pos : end], strict=True), skip)
+            while full.pos < len(keys) and used < limit and examined < _MAX_EXAMINED:
+                end = full.pos + min(size, _MAX_EXAMINED - examined)
+                n = consume(zip(keys[full.pos : end], paths[full.pos : end], strict=True), skip)
+                full.pos += n
+                examined += n
                 size = min(size * 2, _MAX_CHUNK)
             if full.pos >= len(keys):
                 del self._full[family]
                 # what was pending when the table ran out still belongs before End-of-RIB
                 self._eor[family] = next(reversed(pending)) if pending else None
-        while pending and used < limit:
+        while pending and used < limit and examined < _MAX_EXAMINED:
             # keys and values as two C-level copies: no tuple per prefix, no lookups
-            keys = list(islice(pending, size))
-            taken = consume(zip(keys, list(islice(pending.values(), size)), strict=True), None)
+            chunk = min(size, _MAX_EXAMINED - examined)
+            keys = list(islice(pending, chunk))
+            taken = consume(zip(keys, list(islice(pending.values(), chunk)), strict=True), None)
+            examined += taken
             size = min(size * 2, _MAX_CHUNK)
             if taken == len(pending):
                 pending.clear()
@@ -272,9 +296,14 @@ class AdjRibOut:
                     del pending[k]
 
         groups: dict[PathAttributes, list[bytes]] = {}
+        journal = self.journal
+        if journal is not None and withdrawn:
+            self._note(family, withdrawn)
         for exp, keys in [*by_path.values(), *by_attrs.items()]:
             if keys and exp is not None:
                 sent.update(zip(keys, repeat(exp)))
+                if journal is not None:
+                    self._note(family, keys)
                 g = groups.get(exp)
                 if g is None:
                     groups[exp] = keys
@@ -282,32 +311,62 @@ class AdjRibOut:
                     g.extend(keys)
         return groups, withdrawn
 
-    # -- NSR: continue what another engine's Adj-RIB-Out was doing ------------------
-    def load(self, d: dict[str, Any], interner: PathInterner | None = None) -> None:
-        """Take the contents of a ``to_dict`` (sent, pending, full table, End-of-RIB);
-        this object keeps its export policies and cache."""
-        other = AdjRibOut.from_dict(d, interner=interner)
-        self._sent, self._pending, self._full, self._eor = other._sent, other._pending, other._full, other._eor
+    # -- NSR: a mirror of what the peer holds, and continuing another engine's queue ------
+    def sent_table(self, family: AfiSafi) -> dict[bytes, PathAttributes]:
+        """The family's sent map itself (the NSR mirror reads and writes it)."""
+        t = self._sent.get(family)
+        if t is None:
+            t = self._sent[family] = {}
+        return t
 
-    def queue_against(self, family: AfiSafi, table: Any, ctx: ExportContext) -> None:
-        """Queue ``table`` (the Loc-RIB: ``in`` and ``items()``) against what the peer holds: the sent attributes
-        are interned in the export cache, so an unchanged route compares by identity in
-        ``_take`` and only differences go out; held keys missing from ``table`` are
-        withdrawn."""
+    def sent_families(self) -> list[AfiSafi]:
+        return [f for f, t in self._sent.items() if t]
+
+    def handover_state(self, family: AfiSafi) -> dict[str, Any]:
+        """What is queued for the peer and not sent (the sent map travels in the mirror):
+        pending keys in order, the rest of a full table, and a due End-of-RIB."""
+        d: dict[str, Any] = {"pending": pack_keys(self._pending.get(family, ()))}
+        full = self._full.get(family)
+        if full is not None:
+            d["full"] = pack_keys(full.keys[full.pos :])
+        if family in self._eor:
+            last = self._eor[family]
+            d["eor-after"] = last.hex() if last is not None else ""
+        return d
+
+    def continue_from(self, family: AfiSafi, state: dict[str, Any], table: Any, ctx: ExportContext,
+                      interned: Iterable[PathAttributes] = ()) -> None:
+        """Continue the queue ``handover_state`` described, with this engine's current best
+        paths (``table``: a Loc-RIB, ``best(key)``). ``interned``: the distinct attribute
+        objects of the sent map, made this peer's canonical exported attributes so an
+        unchanged route compares by identity in ``_take`` and is not sent again."""
         if self.cache is None:
             self.cache = ExportCache(ctx)
         else:
             self.cache.set_context(ctx)
         intern = self.cache.intern
-        sent = self._sent.get(family)
-        gone: list[tuple[bytes, None]] = []
-        if sent:
-            for k, a in sent.items():
-                sent[k] = intern(a)
-            gone = [(k, None) for k in sent if k not in table]
-        self.enqueue_many(family, table.items())
-        if gone:
-            self.enqueue_many(family, gone)
+        for a in interned:
+            intern(a)
+        best = table.best
+        keys = unpack_keys(state.get("pending", ""))
+        if keys:
+            self.enqueue_many(family, [(k, best(k)) for k in keys])
+        if "full" in state:
+            fkeys: list[bytes] = []
+            fpaths: list[Path] = []
+            gone: list[tuple[bytes, None]] = []
+            for k in unpack_keys(state["full"]):
+                p = best(k)
+                if p is None:
+                    gone.append((k, None))
+                else:
+                    fkeys.append(k)
+                    fpaths.append(p)
+            self._full[family] = _FullTable(fkeys, fpaths)
+            if gone:
+                self.enqueue_many(family, gone)
+        if "eor-after" in state:
+            self._eor[family] = bytes.fromhex(state["eor-after"]) or None
 
     # -- checkpoints -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,280 @@
+"""The NSR RIB mirror: a standby engine's copy of the active engine's BGP RIB state.
+
+What must survive a switchover, per neighbor, is what the neighbor sent us (its
+Adj-RIB-In after import policy) and what it holds from us (the *sent* map of its
+Adj-RIB-Out). Everything else (Loc-RIB, FIB, exports queued but not sent) follows from
+them and the configuration, which both engines share (the switchover checks the digest).
+
+The active engine keeps a journal in each Adj-RIB (the keys that changed, one C-level set
+update per UPDATE) and ``MirrorWriter`` turns the journals into *deltas* a few times a
+second: the current entry of each changed key, grouped by path, prefixes packed as
+in checkpoint.py. A neighbor whose journal is not the writer's (the mirror was just
+started, a standby asked for a fresh copy, or its RIB object was replaced) gets a
+*base* instead: its whole state. ``MirrorReader`` applies bases and deltas, in the order
+they were written, to the standby's own Speaker: its Adj-RIBs-In, its Loc-RIB (so the
+standby's decision process and RIB are warm) and the sent maps. A planned switchover
+then only moves the last delta and, per neighbor, what is queued and not yet sent
+(``AdjRibOut.handover_state``).
+
+No I/O here: appliance/nsr/agent.py carries the records through the checkpoint store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..bgp.family import AfiSafi
+from ..bgp.packet.pathattrs import PathAttributes
+from ..bgp.rib.adj_in import AdjRibIn
+from ..bgp.rib.checkpoint import (
+    PathWriter,
+    attrs_from_plain,
+    attrs_to_plain,
+    family_from_text,
+    family_to_text,
+    group_by_path,
+    pack_keys,
+    unpack_keys,
+)
+from ..bgp.rib.path import Path, PeerSource
+
+DELTA_KEYS = 50_000   # changed keys per delta: bounds the event loop's time per delta
+
+
+class MirrorWriter:
+    """Active side: journals in, delta and base records (plain data) out."""
+
+    def __init__(self, speaker: Any) -> None:
+        self.sp = speaker
+        self._jin: dict[str, dict[AfiSafi, set[bytes]]] = {}
+        self._jout: dict[str, dict[AfiSafi, set[bytes]]] = {}
+
+    def stop(self) -> None:
+        """No standby any more: take the journals out (they would grow without a reader)."""
+        for key, ribs in self.sp.ribs.items():
+            if ribs.adj_in.journal is self._jin.get(key):
+                ribs.adj_in.journal = None
+            if ribs.adj_out.journal is self._jout.get(key):
+                ribs.adj_out.journal = None
+        self._jin.clear()
+        self._jout.clear()
+
+    def invalidate(self) -> None:
+        """A standby wants a whole copy: every neighbor gets a base next."""
+        self._jin.clear()
+        self._jout.clear()
+
+    def needs_base(self) -> list[str]:
+        out = []
+        for key, ribs in self.sp.ribs.items():
+            jin, jout = self._jin.get(key), self._jout.get(key)
+            if jin is None or ribs.adj_in.journal is not jin or ribs.adj_out.journal is not jout:
+                out.append(key)
+        return out
+
+    def pending(self) -> int:
+        """Changed keys not yet in a delta."""
+        return sum(len(s) for j in (*self._jin.values(), *self._jout.values()) for s in j.values())
+
+    def base(self, key: str) -> dict[str, Any]:
+        """The neighbor's whole mirrored state; its journals start empty from here."""
+        ribs = self.sp.ribs[key]
+        jin: dict[AfiSafi, set[bytes]] = {}
+        jout: dict[AfiSafi, set[bytes]] = {}
+        ribs.adj_in.journal = self._jin[key] = jin
+        ribs.adj_out.journal = self._jout[key] = jout
+        attrs_index: dict[PathAttributes, int] = {}
+        sent = {}
+        for fam in ribs.adj_out.sent_families():
+            table = ribs.adj_out.sent_table(fam)
+            if table:
+                sent[family_to_text(fam)] = [[attrs_index.setdefault(a, len(attrs_index)), pack_keys(ks)]
+                                             for a, ks in group_by_path(table.items()).items()]  # type: ignore[arg-type]
+        return {
+            "source": ribs.source.to_dict() if ribs.source is not None else None,
+            "adj-in": ribs.adj_in.to_dict(),
+            "sent": sent,
+            "attrs": [attrs_to_plain(a) for a in attrs_index],
+        }
+
+    def delta(self, limit: int = DELTA_KEYS) -> dict[str, Any] | None:
+        """Up to ``limit`` changed keys (the rest stays journaled), or None when none."""
+        paths = PathWriter()
+        attrs_index: dict[PathAttributes, int] = {}
+        peers: dict[str, Any] = {}
+        budget = limit
+        for key, jin in self._jin.items():
+            if budget <= 0:
+                break
+            ribs = self.sp.ribs.get(key)
+            if ribs is None or ribs.adj_in.journal is not jin:
+                continue  # replaced: needs_base() has it
+            entry: dict[str, Any] = {}
+            for fam in list(jin):
+                if budget <= 0:
+                    break
+                ks = _take(jin, fam, budget)
+                budget -= len(ks)
+                table = ribs.adj_in.mapping(fam)
+                groups: dict[Path, list[bytes]] = {}
+                gone = []
+                for k in ks:
+                    p = table.get(k)
+                    if p is None:
+                        gone.append(k)
+                    elif p in groups:
+                        groups[p].append(k)
+                    else:
+                        groups[p] = [k]
+                entry.setdefault("in", {})[family_to_text(fam)] = {
+                    "set": [[paths.index(p), pack_keys(g)] for p, g in groups.items()], "del": pack_keys(gone)}
+            jout = self._jout.get(key)
+            if jout is not None and ribs.adj_out.journal is jout:
+                for fam in list(jout):
+                    if budget <= 0:
+                        break
+                    ks = _take(jout, fam, budget)
+                    budget -= len(ks)
+                    table = ribs.adj_out.sent_table(fam)
+                    agroups: dict[PathAttributes, list[bytes]] = {}
+                    gone = []
+                    for k in ks:
+                        a = table.get(k)
+                        if a is None:
+                            gone.append(k)
+                        elif a in agroups:
+                            agroups[a].append(k)
+                        else:
+                            agroups[a] = [k]
+                    entry.setdefault("out", {})[family_to_text(fam)] = {
+                        "set": [[attrs_index.setdefault(a, len(attrs_index)), pack_keys(g)]
+                                for a, g in agroups.items()],
+                        "del": pack_keys(gone)}
+            if entry:
+                peers[key] = entry
+        if not peers:
+            return None
+        return {"paths": paths.to_dict(), "attrs": [attrs_to_plain(a) for a in attrs_index], "peers": peers}
+
+
+def _take(journal: dict[AfiSafi, set[bytes]], fam: AfiSafi, n: int) -> list[bytes]:
+    s = journal[fam]
+    if len(s) <= n:
+        del journal[fam]
+        return list(s)
+    return [s.pop() for _ in range(n)]
+
+
+class MirrorReader:
+    """Standby side: applies bases and deltas to the standby's Speaker."""
+
+    def __init__(self, speaker: Any) -> None:
+        self.sp = speaker
+        self.based: set[str] = set()
+        # per neighbor, the distinct attribute objects of its sent map (see
+        # AdjRibOut.continue_from: they become the peer's canonical exported attributes)
+        self._attrs: dict[str, dict[PathAttributes, PathAttributes]] = {}
+
+    def interned(self, key: str) -> Iterable[PathAttributes]:
+        return self._attrs.get(key, {}).values()
+
+    def _canon_attrs(self, key: str, a: PathAttributes) -> PathAttributes:
+        return self._attrs.setdefault(key, {}).setdefault(a, a)
+
+    def _canon_source(self, d: dict[str, Any]) -> PeerSource | None:
+        """One PeerSource object per neighbor (the RIBs compare sources by identity)."""
+        src = PeerSource.from_dict(d)
+        ribs = self.sp.ribs.get(src.peer_id)
+        if ribs is None:
+            return None
+        if ribs.source != src:
+            ribs.source = src
+        return ribs.source
+
+    def apply_base(self, key: str, d: dict[str, Any]) -> None:
+        sp = self.sp
+        ribs = sp.ribs.get(key)
+        if ribs is None:
+            return  # not a neighbor here (the digests differ: a switchover is refused)
+        self._drop(key)
+        src = self._canon_source(d["source"]) if d.get("source") else None
+        make = _CanonPaths(sp.interner, src)
+        adj_in = AdjRibIn.from_dict(d["adj-in"], make)  # type: ignore[arg-type]
+        adj_in.journal = ribs.adj_in.journal
+        ribs.adj_in = adj_in
+        for fam in adj_in.families():
+            loc = sp.loc_rib[fam]
+            for path, keys in group_by_path(adj_in.items(fam)).items():
+                loc.announce(path, keys)
+        attrs = [self._canon_attrs(key, attrs_from_plain(a)) for a in d.get("attrs", [])]
+        for fam_text, groups in d.get("sent", {}).items():
+            table = ribs.adj_out.sent_table(family_from_text(fam_text))
+            for ai, packed in groups:
+                table.update(dict.fromkeys(unpack_keys(packed), attrs[ai]))
+        self.based.add(key)
+
+    def _drop(self, key: str) -> None:
+        """Forget the neighbor's mirrored state (its routes leave the Loc-RIB)."""
+        sp = self.sp
+        ribs = sp.ribs[key]
+        for fam, removed in ribs.adj_in.clear().items():
+            sp.loc_rib[fam].withdraw(key, removed)
+        ribs.adj_out.clear()
+        self._attrs.pop(key, None)
+        self.based.discard(key)
+
+    def apply_delta(self, d: dict[str, Any]) -> None:
+        sp = self.sp
+        sources: dict[int, PeerSource | None] = {}
+        raw_sources = d["paths"]["sources"]
+        for i, s in enumerate(raw_sources):
+            sources[i] = self._canon_source(s)
+        attrs_list = [attrs_from_plain(a) for a in d["paths"]["attrs"]]
+        paths = [None if sources[si] is None else sp.interner.get(sources[si], attrs_list[ai])
+                 for si, ai in d["paths"]["paths"]]
+        out_attrs = [attrs_from_plain(a) for a in d.get("attrs", [])]
+        for key, entry in d["peers"].items():
+            ribs = sp.ribs.get(key)
+            if ribs is None:
+                continue
+            for fam_text, ch in entry.get("in", {}).items():
+                fam = family_from_text(fam_text)
+                self._apply_in(key, ribs, fam, ch, paths)
+            for fam_text, ch in entry.get("out", {}).items():
+                table = ribs.adj_out.sent_table(family_from_text(fam_text))
+                for k in unpack_keys(ch.get("del", "")):
+                    table.pop(k, None)
+                for ai, packed in ch.get("set", []):
+                    a = self._canon_attrs(key, out_attrs[ai])
+                    table.update(dict.fromkeys(unpack_keys(packed), a))
+
+    def _apply_in(self, key: str, ribs: Any, fam: AfiSafi, ch: dict[str, Any], paths: list[Path | None]) -> None:
+        # the Loc-RIB keeps one candidate per neighbor (by address): a path of another
+        # source object of the same neighbor (an earlier session) is replaced, not added
+        loc = self.sp.loc_rib[fam]
+        gone = unpack_keys(ch.get("del", ""))
+        if gone:
+            removed = ribs.adj_in.withdraw(fam, gone)
+            if removed:
+                loc.withdraw(key, removed)
+        for pi, packed in ch.get("set", []):
+            path = paths[pi]
+            if path is None:
+                continue
+            changed = ribs.adj_in.announce(fam, path, unpack_keys(packed))
+            if changed:
+                loc.announce(path, changed)
+
+
+class _CanonPaths:
+    """``PathInterner.get`` with the neighbor's canonical source object."""
+
+    __slots__ = ("_interner", "_source")
+
+    def __init__(self, interner: Any, source: PeerSource | None) -> None:
+        self._interner = interner
+        self._source = source
+
+    def get(self, source: PeerSource, attrs: PathAttributes) -> Path:
+        return self._interner.get(self._source if self._source == source else source, attrs)
