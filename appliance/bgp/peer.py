@@ -402,6 +402,11 @@ class Peer:
     # silently. New engine: restore the socket -> await adopt(snapshot, sock). Abort before
     # detach: handover_resume().
 
+    def connection(self) -> tuple[Any, Any]:
+        """The current connection's protocol and asyncio transport (None when absent)."""
+        s = self._primary
+        return s.proto, s.transport
+
     def handover_pause(self) -> None:
         """Stop reading (the kernel still acknowledges) and stop sending UPDATEs, so the
         session's RIB state is fixed; keepalives keep flowing, the peer sees nothing."""

@@ -39,6 +39,7 @@ from dataclasses import replace
 from typing import Any
 
 from .. import __version__
+from ..addr import canonical_ip as _norm
 from ..bfd.config import SessionConfig
 from ..bgp.config import BfdTracking, BgpConfig, NeighborConfig
 from ..bgp.family import AfiSafi
@@ -901,13 +902,6 @@ def config_digest(config: dict[str, Any]) -> str:
 def _note(n: tuple[int, int, str] | None) -> dict[str, Any] | None:
     """A NOTIFICATION as bgp.summary gives it (PeerStats.to_dict)."""
     return None if n is None else {"code": n[0], "subcode": n[1], "message": n[2]}
-
-
-def _norm(addr: str) -> str:
-    try:
-        return ipaddress.ip_address(addr.split("%", 1)[0]).compressed
-    except ValueError:
-        return addr
 
 
 def _opt_int(v: Any) -> int | None:

@@ -36,6 +36,7 @@ import uuid
 from typing import Any
 
 from .. import __version__
+from ..addr import canonical_ip as _norm
 from ..log import log_event
 from . import netlock, tcp_repair
 from . import vip as _vip
@@ -776,15 +777,6 @@ class NsrAgent:
             except Exception as exc:  # noqa: BLE001 - the sessions are ours whatever happens here
                 log_event(log, "nsr.on-adopted-error", level=logging.ERROR, error=repr(exc))
         return {"epoch": lease.epoch, "peers": adopted, "timing": timing}
-
-
-def _norm(addr: str) -> str:
-    import ipaddress
-
-    try:
-        return str(ipaddress.ip_address(addr))
-    except ValueError:
-        return addr
 
 
 async def _maybe_await(value: Any) -> None:

@@ -62,6 +62,7 @@ import time
 import uuid
 from typing import Any
 
+from ..addr import canonical_ip as _norm
 from ..log import log_event
 from . import netlock, tcp_repair
 from .holder import HolderClient, HolderError, spawn
@@ -728,8 +729,7 @@ class CrashGuard:
         """Hand the Established session's socket to the holder with its snapshot."""
         key = peer.name
         self._pending.pop(key, None)
-        s = peer._primary
-        proto, t = s.proto, s.transport
+        proto, t = peer.connection()
         if peer.state != "Established" or proto is None or t is None or t.is_closing():
             return
         if proto.peek is None or proto.tx_log is None:
@@ -858,7 +858,7 @@ class CrashGuard:
                 sock.close()  # the last reference: the kernel closes the connection
         adopted = await sp.recover_sessions(sessions, relearn_timeout=RELEARN_TIMEOUT) if sessions else []
         for key in adopted:
-            proto, txl = sp.peers[key]._primary.proto, sessions[key][2]
+            proto, txl = sp.peers[key].connection()[0], sessions[key][2]
             self.registered[key] = (proto, txl)
         self._cleanup_logs({txl.path for _s, _k, txl, _r in sessions.values()})
         t_adopted = time.monotonic()
@@ -976,11 +976,3 @@ def _fresh(snap: dict[str, Any], rx_pending: bytes = b"") -> dict[str, Any]:
     snap["rx-pending"] = base64.b64encode(rx_pending).decode("ascii")
     return snap
 
-
-def _norm(addr: str) -> str:
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(addr.split("%", 1)[0]).compressed
-    except ValueError:
-        return addr
