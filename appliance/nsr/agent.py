@@ -53,12 +53,14 @@ NS_BASE = "nsr.ribbase"     # RIB mirror bases, one per neighbor
 MIRROR_TICK = 0.1           # s: the active engine turns its journals into deltas this often
 MIRROR_DELTAS = 4           # deltas per tick at most (each DELTA_KEYS keys), the loop yields between
 MIRROR_WAIT = 3.0           # s: a release waits this long for the standby to apply the last delta
+MIRROR_COMPACT = 10.0       # s: the feed's tombstones of applied deltas are dropped this often
 LEASE_TTL = 10.0            # s: an owner that stops renewing loses its sessions after this
 STANDBY_POLL = 0.05          # s: a standby looks at the lease this often (adopts when it is its)
 STORE_WAIT = 3.0            # s: status and switchover preconditions wait this long for the store
 STANDBY_FRESH = 5.0         # s: a standby heartbeat older than this is not in sync
 DRAIN_TIMEOUT = 2.0
-FAULT_ENV = "FCR_NSR_FAULT"  # tests: "adopt-after-restore" / "release-after-dump" die half-way
+FAULT_ENV = "FCR_NSR_FAULT"  # tests: "adopt-after-restore" / "release-after-dump" die half-way;
+#                             "mirror-stall": a standby stops applying the RIB mirror once synced
 
 
 class SwitchoverRefused(Exception):
@@ -93,6 +95,7 @@ class NsrAgent:
         self._writer: MirrorWriter | None = None
         self._mseq = 0
         self._mirror_written = 0   # store sequence of the last mirror batch written
+        self._compacted = 0.0
         self._served: list[str] = []
         self._unacked: list[tuple[int, str]] = []
         self._reader: MirrorReader | None = None
@@ -284,6 +287,10 @@ class NsrAgent:
             self._unacked.extend((seq, k) for ns, k, _v in records if ns == NS_DELTA)
             if records:  # (a batch of deletes only is nothing a standby applies)
                 self._mirror_written = seq
+        if deletes and applied and time.monotonic() - self._compacted > MIRROR_COMPACT:
+            # deleted deltas leave tombstones in the feed; every live standby is past them
+            self._compacted = time.monotonic()
+            await self._call(st.compact, applied)
         return self._mirror_written
 
     async def _mirror_loop(self) -> None:
@@ -354,6 +361,9 @@ class NsrAgent:
                         "engine-id": self.engine_id, "applied": self._mirror_applied, "synced": self._mirror_synced,
                         "want-base": self._mirror_req, "time": time.time()})
                     acked, t_ack = state, now
+                if self._mirror_synced and os.environ.get(FAULT_ENV) == "mirror-stall":
+                    await asyncio.sleep(0.05)  # tests: a standby that stops following
+                    continue
                 chunk = await self._call(lambda s=since, st=st: list(st.changes(s, limit=64)))
             except asyncio.CancelledError:
                 raise

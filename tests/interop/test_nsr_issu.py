@@ -127,3 +127,53 @@ def test_issu_frr(topology, workdir):
     tcpdump.wait(10)
     flags = f.run(["tcpdump", "-r", str(cap), "-n", "tcp[tcpflags] & (tcp-rst|tcp-fin) != 0"]).stdout
     assert flags.strip() == "", flags
+
+
+def test_standby_that_lags_is_refused(topology, workdir):
+    """A standby whose copy of the RIBs stopped following is refused with the reason, and
+    the sessions stay with the active engine, untouched."""
+    from tests.topotest.fcr import FcrCtlError
+
+    h, f = topology.add_host("fcr"), topology.add_host("frr")
+    topology.link(h, f, [f"{A}/24"], [f"{B}/24"])
+    frr = FrrRouter(f, workdir / "frr", frr_config(), bfd=True)
+    store = str(workdir / "nsr.db")
+    fcr = FcrRouter(h, workdir / "fcr0", fcr_config(),
+                    extra_args=["--nsr-store", store, "--engine-id", "e0"])
+    fcr.wait_established(B, 60)
+    wait_until(lambda: fcr.summary()["rib"]["ipv4-unicast"] == 2 * N_ROUTES, 60, 0.5, "FCR has FRR's routes")
+    env = dict(fcrd_env(), FCR_NSR_FAULT="mirror-stall")
+    standby = h.popen([fcrd_path(), "--config", str(workdir / "fcr0" / "fcrd.json"),
+                       "--control", str(workdir / "e1.sock"), "--nsr-store", store, "--engine-id", "e1",
+                       "--standby"], log=workdir / "fcrd-e1.log", env=env)
+    try:
+        def mirror() -> dict:
+            st = fcr.ctl("nsr.status")
+            return next((s for s in st["standbys"] if s.get("engine-id") == "e1" and s.get("fresh")), {})
+
+        wait_until(lambda: mirror().get("synchronized"), 60, 0.2, "standby e1 in sync")
+        # FRR announces one more prefix: the active engine's mirror moves on, e1's does not
+        res = frr.vtysh("configure terminal", f"router bgp {FRR_AS}", "address-family ipv4 unicast",
+                        "network 10.1.0.0/24")
+        assert "%" not in res.stdout, res.stdout
+        wait_until(lambda: fcr.summary()["rib"]["ipv4-unicast"] == 2 * N_ROUTES + 1, 30, 0.2, "new route")
+        wait_until(lambda: (fcr.ctl("nsr.status").get("rib-mirror") or {}).get("written", 0)
+                   > (mirror().get("rib-mirror") or {}).get("applied", 0), 10, 0.1, "e1 behind")
+        time.sleep(0.5)
+        before = frr_view(frr)
+        t0 = time.monotonic()
+        with pytest.raises(FcrCtlError) as err:
+            fcr.ctl("nsr.release", to="e1", timeout=30)
+        took = time.monotonic() - t0
+        msg = str(err.value)
+        print(f"refused after {took:.2f} s: {msg}")
+        assert "refused" in msg and "lags" in msg, msg
+        assert took < 10
+        st = fcr.ctl("nsr.status")
+        assert st["active"] and st["engine-id"] == "e0" and st["sessions"] == [B], st
+        time.sleep(4)  # a keepalive interval: the session goes on with e0
+        assert_unchanged(frr_view(frr), before)
+        assert fcr.summary()["rib"]["ipv4-unicast"] == 2 * N_ROUTES + 1
+    finally:
+        standby.terminate()
+        standby.wait(10)
