@@ -21,6 +21,7 @@ from appliance.bgp.rib.loc_rib import LocRib
 from appliance.bgp.rib.path import PathInterner, PeerSource
 from appliance.nsr.ribmirror import MirrorReader, MirrorWriter
 from tests.unit.test_adj_ribs import attr_set, ctx, decode_all, v4_keys
+from tests.unit.test_store_contract import make_store  # noqa: F401 - the backends, as a fixture
 
 FAMS = (IPV4_UNICAST, IPV6_UNICAST)
 PEERS = ("10.0.0.1", "10.0.0.2")
@@ -225,3 +226,74 @@ def test_a_neighbor_back_with_another_identity_replaces_its_routes():
     _sync(writer, reader, 100)
     assert _state(standby) == _state(active)
     assert all(len(standby.loc_rib[IPV4_UNICAST].candidates(k)) == 1 for k in keys)
+
+
+def test_mirror_through_each_store(make_store):  # noqa: F811 - the imported fixture
+    """Bases and deltas written as the agent writes them, followed through the store's change
+    feed (each backend's own feed semantics: MongoDB's shows only a key's latest write),
+    applied deltas deleted and the feed compacted: the standby ends with the active's RIBs."""
+    store = make_store()
+    active, standby = _Speaker(), _Speaker()
+    writer, reader = MirrorWriter(active), MirrorReader(standby)
+    since = store.last_seq()
+    written: list[tuple[int, str]] = []
+    n = 0
+
+    def flush() -> None:
+        nonlocal n
+        recs = []
+        while (d := writer.delta(7)) is not None:
+            n += 1
+            recs.append(("nsr.ribdelta", f"{n:012d}", d))
+        recs += [("nsr.ribbase", k, writer.base(k)) for k in writer.needs_base()]
+        if recs:
+            seq = store.put_many(recs)
+            written.extend((seq, k) for ns, k, _v in recs if ns == "nsr.ribdelta")
+
+    def follow() -> None:
+        nonlocal since, written
+        for ch in list(store.changes(since)):
+            since = ch.seq
+            if ch.value is None:
+                continue
+            if ch.ns == "nsr.ribdelta":
+                reader.apply_delta(ch.value)
+            elif ch.ns == "nsr.ribbase":
+                reader.apply_base(ch.key, ch.value)
+        done = [k for s, k in written if s <= since]
+        written = [(s, k) for s, k in written if s > since]
+        if done:
+            store.put_many((), deletes=[("nsr.ribdelta", k) for k in done])
+            store.compact(since)
+
+    rnd = random.Random(7)
+    for _step in range(300):
+        peer = rnd.choice(PEERS)
+        r = active.ribs[peer]
+        if r.source is None:
+            r.source = _source(peer, 1)
+        start = rnd.randrange(60)
+        keys = v4_keys(start + rnd.randrange(1, 20))[start:]
+        what = rnd.random()
+        if what < 0.5:
+            path = active.interner.get(r.source, attr_set(rnd.randrange(4)))
+            changed = r.adj_in.announce(IPV4_UNICAST, path, keys)
+            if changed:
+                active.loc_rib[IPV4_UNICAST].announce(path, changed)
+        elif what < 0.75:
+            removed = r.adj_in.withdraw(IPV4_UNICAST, keys)
+            if removed:
+                active.loc_rib[IPV4_UNICAST].withdraw(r.source, removed)
+        elif what < 0.9:
+            r.adj_out.sent_table(IPV4_UNICAST).update(dict.fromkeys(keys, attr_set(rnd.randrange(3))))
+            r.adj_out._note(IPV4_UNICAST, keys)
+        elif what < 0.97:
+            flush()
+            if rnd.random() < 0.7:
+                follow()
+        else:
+            writer.invalidate()  # a standby asked for a whole copy again
+    flush()
+    follow()
+    assert _state(standby) == _state(active)
+    assert not list(store.scan("nsr.ribdelta"))
