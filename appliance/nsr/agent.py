@@ -244,8 +244,10 @@ class NsrAgent:
         st = await self.store()
         recs = await self._quick(lambda: list(st.scan(NS, "mirror/")))
         now = time.time()
+        # not our own: an engine that was a standby until it adopted
         return {r.key.split("/", 1)[1]: r.value for r in recs
-                if not fresh_only or now - r.value.get("time", 0) < STANDBY_FRESH}
+                if r.key != f"mirror/{self.engine_id}"
+                and (not fresh_only or now - r.value.get("time", 0) < STANDBY_FRESH)}
 
     async def _mirror_flush(self, acks: dict[str, dict[str, Any]], *, final: bool = False) -> int:
         """Active: write the journals out as deltas (``final``: all of them, else at most
@@ -780,7 +782,8 @@ class NsrAgent:
         log_event(log, "nsr.adopted", epoch=lease.epoch, peers=len(adopted),
                   **{k: round(v, 4) for k, v in timing.items()})
         with contextlib.suppress(StoreError):
-            await self._call(st.delete, NS, f"standby/{self.engine_id}")
+            await self._call(st.put_many, (), deletes=[(NS, f"standby/{self.engine_id}"),
+                                                       (NS, f"mirror/{self.engine_id}")])
         if self.on_adopted is not None:
             try:
                 self.on_adopted()
