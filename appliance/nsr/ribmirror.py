@@ -21,7 +21,7 @@ No I/O here: appliance/nsr/agent.py carries the records through the checkpoint s
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..bgp.family import AfiSafi
@@ -111,51 +111,50 @@ class MirrorWriter:
             if ribs is None or ribs.adj_in.journal is not jin:
                 continue  # replaced: needs_base() has it
             entry: dict[str, Any] = {}
-            for fam in list(jin):
-                if budget <= 0:
-                    break
-                ks = _take(jin, fam, budget)
-                budget -= len(ks)
-                table = ribs.adj_in.mapping(fam)
-                groups: dict[Path, list[bytes]] = {}
-                gone = []
-                for k in ks:
-                    p = table.get(k)
-                    if p is None:
-                        gone.append(k)
-                    elif p in groups:
-                        groups[p].append(k)
-                    else:
-                        groups[p] = [k]
-                entry.setdefault("in", {})[family_to_text(fam)] = {
-                    "set": [[paths.index(p), pack_keys(g)] for p, g in groups.items()], "del": pack_keys(gone)}
+            changes, used = _journal_changes(jin, ribs.adj_in.mapping, paths.index, budget)
+            budget -= used
+            if changes:
+                entry["in"] = changes
             jout = self._jout.get(key)
-            if jout is not None and ribs.adj_out.journal is jout:
-                for fam in list(jout):
-                    if budget <= 0:
-                        break
-                    ks = _take(jout, fam, budget)
-                    budget -= len(ks)
-                    table = ribs.adj_out.sent_table(fam)
-                    agroups: dict[PathAttributes, list[bytes]] = {}
-                    gone = []
-                    for k in ks:
-                        a = table.get(k)
-                        if a is None:
-                            gone.append(k)
-                        elif a in agroups:
-                            agroups[a].append(k)
-                        else:
-                            agroups[a] = [k]
-                    entry.setdefault("out", {})[family_to_text(fam)] = {
-                        "set": [[attrs_index.setdefault(a, len(attrs_index)), pack_keys(g)]
-                                for a, g in agroups.items()],
-                        "del": pack_keys(gone)}
+            if jout is not None and ribs.adj_out.journal is jout and budget > 0:
+                changes, used = _journal_changes(jout, ribs.adj_out.sent_table,
+                                                 lambda a: attrs_index.setdefault(a, len(attrs_index)), budget)
+                budget -= used
+                if changes:
+                    entry["out"] = changes
             if entry:
                 peers[key] = entry
         if not peers:
             return None
         return {"paths": paths.to_dict(), "attrs": [attrs_to_plain(a) for a in attrs_index], "peers": peers}
+
+
+def _journal_changes(journal: dict[AfiSafi, set[bytes]], table_of: Callable[[AfiSafi], dict],
+                     index_of: Callable[[Any], int], budget: int) -> tuple[dict[str, Any], int]:
+    """Take up to ``budget`` keys out of ``journal``: per family, the taken keys' current
+    entries grouped by value (``set``: [[index_of(value), packed keys]]) and the keys whose
+    entry is gone (``del``). Returns them and how many keys were taken."""
+    out: dict[str, Any] = {}
+    used = 0
+    for fam in list(journal):
+        if used >= budget:
+            break
+        ks = _take(journal, fam, budget - used)
+        used += len(ks)
+        table = table_of(fam)
+        groups: dict[Any, list[bytes]] = {}
+        gone = []
+        for k in ks:
+            v = table.get(k)
+            if v is None:
+                gone.append(k)
+            elif v in groups:
+                groups[v].append(k)
+            else:
+                groups[v] = [k]
+        out[family_to_text(fam)] = {"set": [[index_of(v), pack_keys(g)] for v, g in groups.items()],
+                                    "del": pack_keys(gone)}
+    return out, used
 
 
 def _take(journal: dict[AfiSafi, set[bytes]], fam: AfiSafi, n: int) -> list[bytes]:

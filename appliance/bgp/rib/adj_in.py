@@ -24,6 +24,7 @@ from .checkpoint import (
     family_from_text,
     family_to_text,
     group_by_path,
+    note_keys,
     pack_keys,
     read_paths,
     unpack_keys,
@@ -44,13 +45,7 @@ class AdjRibIn:
         self.journal: dict[AfiSafi, set[bytes]] | None = None
 
     def _note(self, family: AfiSafi, keys: Iterable[bytes]) -> None:
-        j = self.journal
-        if j is not None:
-            s = j.get(family)
-            if s is None:
-                j[family] = set(keys)
-            else:
-                s.update(keys)
+        note_keys(self.journal, family, keys)
 
     # -- updates ---------------------------------------------------------------
     def announce(self, family: AfiSafi, path: Path, keys: Iterable[bytes]) -> list[bytes]:

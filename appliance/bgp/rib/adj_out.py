@@ -34,6 +34,7 @@ from .checkpoint import (
     family_from_text,
     family_to_text,
     group_by_path,
+    note_keys,
     pack_keys,
     read_paths,
     unpack_keys,
@@ -83,13 +84,7 @@ class AdjRibOut:
         self.journal: dict[AfiSafi, set[bytes]] | None = None
 
     def _note(self, family: AfiSafi, keys: Iterable[bytes]) -> None:
-        j = self.journal
-        if j is not None:
-            s = j.get(family)
-            if s is None:
-                j[family] = set(keys)
-            else:
-                s.update(keys)
+        note_keys(self.journal, family, keys)
 
     # -- queueing ----------------------------------------------------------------
     def enqueue(self, family: AfiSafi, key: bytes, best: Path | None) -> None:

@@ -16,6 +16,16 @@ from ..packet.pathattrs import PathAttributes
 from .path import Path, PathInterner, PeerSource
 
 
+def note_keys(journal: dict[AfiSafi, set[bytes]] | None, family: AfiSafi, keys: Iterable[bytes]) -> None:
+    """Record changed keys in an NSR mirror journal (appliance/nsr/ribmirror.py), if any."""
+    if journal is not None:
+        s = journal.get(family)
+        if s is None:
+            journal[family] = set(keys)
+        else:
+            s.update(keys)
+
+
 def family_to_text(family: AfiSafi) -> str:
     return f"{family.afi}/{family.safi}"
 
