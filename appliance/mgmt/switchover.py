@@ -7,6 +7,11 @@
   started from ``--engine-command`` as a standby on a temporary control socket, gets the
   running configuration, adopts the sessions and takes the well-known control path over;
   the old process exits. The NETCONF sessions stay up throughout (DESIGN.md invariant 2).
+
+A VIP ({"address": "10.0.92.1/24", "dev": "eth0"}, the RPC's <vip>) moves the sessions' local
+address with them to the standby's box: it goes to ``nsr.release``. It needs a registered
+standby; with none the switchover would be an in-service upgrade on this box, and a VIP is
+refused before anything starts.
 """
 
 from __future__ import annotations
@@ -33,17 +38,18 @@ class SwitchoverRunner:
         self.log_path = log_path
         self._lock = asyncio.Lock()
 
-    async def __call__(self, engine_id: str | None) -> dict[str, Any]:
+    async def __call__(self, engine_id: str | None, *,
+                       vip: dict[str, str] | None = None) -> dict[str, Any]:
         if self._lock.locked():
             raise IssuError("a switchover is already under way")
         async with self._lock:
-            return await asyncio.to_thread(self._run, engine_id)
+            return await asyncio.to_thread(self._run, engine_id, vip)
 
     def _call(self, path: str, method: str, **params: Any) -> Any:
         with ControlClient(path, timeout=120.0) as c:
             return c.call(method, **params)
 
-    def _run(self, engine_id: str | None) -> dict[str, Any]:
+    def _run(self, engine_id: str | None, vip: dict[str, str] | None = None) -> dict[str, Any]:
         try:
             st = self._call(self.engine_socket, "nsr.status")
         except ControlError as exc:
@@ -51,9 +57,19 @@ class SwitchoverRunner:
         standbys = [s for s in st.get("standbys", []) if s.get("fresh")]
         if engine_id is not None or standbys:
             # hand over to a registered standby (it adopts on its own when the lease moves)
-            rel = self._call(self.engine_socket, "nsr.release", to=engine_id)
-            log_event(log, "mgmt.switchover", to=rel["to"], epoch=rel["epoch"])
+            # (vip only when given: an engine of an older version may not know it)
+            extra = {"vip": vip} if vip is not None else {}
+            rel = self._call(self.engine_socket, "nsr.release", to=engine_id, **extra)
+            log_event(log, "mgmt.switchover", to=rel["to"], epoch=rel["epoch"],
+                      **({"vip": vip["address"]} if vip else {}))
             return {"active-engine-id": rel["to"], "epoch": rel["epoch"]}
+        if vip is not None:
+            # in-service upgrade: the new engine starts on this box, where the address stays
+            raise IssuError(f"vip {vip.get('address')} on {vip.get('dev')} needs a standby engine on "
+                            "another box; none is registered (fresh) in the checkpoint store, so this "
+                            "switchover would be an in-service upgrade on this box, where the address "
+                            "stays: refused, nothing changed (start the standby with fcrd --standby, "
+                            "or leave out <vip>)")
 
         def start(new_id: str, control: str) -> subprocess.Popen:
             argv = [*self.engine_command, "--control", control, "--engine-id", new_id,

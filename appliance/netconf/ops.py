@@ -5,7 +5,9 @@ raises RpcError / MgmtError. Runs on the server's event loop."""
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -683,20 +685,69 @@ class Dispatcher:
     async def op_switchover(self, session: Session, op):
         """NSR switchover: to the named (or the only live) registered standby engine; with
         none registered, an in-service upgrade on this box (a new engine process started by
-        the management plane, see appliance/mgmt/switchover.py). The NETCONF session stays."""
-        p = Params(op, {"engine-id": FCR_NSR_NS})
+        the management plane, see appliance/mgmt/switchover.py). The NETCONF session stays.
+        <vip> (address with prefix length, interface): the sessions' local address moves with
+        them to the standby's box; passed to nsr.release as {"address", "dev"}."""
+        p = Params(op, {"engine-id": FCR_NSR_NS, "vip": FCR_NSR_NS})
+        vip = _switchover_vip(p.get("vip"))
         runner = self.server.switchover
         if runner is None:
             raise RpcError("operation-not-supported", "this management plane has no routing engine to "
                            "switch over (fcr-mgmtd --engine-command)", type_="application")
         try:
-            out = await runner(p.text("engine-id"))
+            # the vip only when given: a runner without it (embedding, tests) keeps working
+            out = await (runner(p.text("engine-id")) if vip is None
+                         else runner(p.text("engine-id"), vip=vip))
         except RpcError:
             raise
         except Exception as exc:  # noqa: BLE001 - refusals carry their reason
             raise RpcError("operation-failed", f"switchover: {exc}", type_="application") from None
         return self.server.render_output("/fcr-nsr:switchover", {
             "active-engine-id": out["active-engine-id"], "epoch": out["epoch"]})
+
+
+def _vip_address(text: str) -> str:
+    """fcr-nsr:ip-address-and-prefix (10.0.92.1/24, 2001:db8:92::1/64), or an invalid-value
+    error saying what is wrong with it."""
+
+    def bad(why: str) -> RpcError:
+        return _err("invalid-value", f"switchover: vip address {text!r} is not an IPv4 or IPv6 address "
+                    f"with a prefix length (e.g. 10.0.92.1/24): {why}", type_="application",
+                    bad_element="address")
+
+    addr, slash, length = text.partition("/")
+    if not slash:
+        raise bad("no prefix length")
+    if "%" in addr:
+        raise bad("a zone index is not allowed")
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        raise bad(f"{addr!r} is not an IPv4 or IPv6 address") from None
+    # the digits the model's patterns take (inet:ipv4-prefix / inet:ipv6-prefix)
+    if not re.fullmatch(r"0|[1-9][0-9]?" if ip.version == 4 else r"[0-9]{1,2}|1[0-9]{2}", length):
+        raise bad(f"prefix length {length!r} is not a decimal number without leading zeros")
+    if int(length) > ip.max_prefixlen:
+        raise bad(f"prefix length {length} is more than {ip.max_prefixlen}")
+    return text
+
+
+def _switchover_vip(el: etree._Element | None) -> dict[str, str] | None:
+    """<vip><address/><interface/></vip> of fcr-nsr:switchover -> nsr.release's vip
+    ({"address": "10.0.92.1/24", "dev": "eth0"}); None when absent."""
+    if el is None:
+        return None
+    p = Params(el, {"address": FCR_NSR_NS, "interface": FCR_NSR_NS})
+    for name in ("address", "interface"):
+        if p.get(name) is None:
+            raise _err("missing-element", f"switchover: <vip> needs <{name}>", type_="application",
+                       bad_element=name)
+    address = _vip_address(p.text("address") or "")
+    dev = p.text("interface") or ""
+    if not 1 <= len(dev) <= 15 or "/" in dev or any(c.isspace() for c in dev):
+        raise _err("invalid-value", f"switchover: vip interface {dev!r} is not an interface name "
+                   "(1 to 15 characters, no '/' nor blanks)", type_="application", bad_element="interface")
+    return {"address": address, "dev": dev}
 
 
 def _neighbor_addresses(result: Any) -> list[str]:

@@ -471,3 +471,42 @@ def test_custom_rpcs(env):
     with pytest.raises(RPCError) as exc:
         m.dispatch(etree.fromstring('<switchover xmlns="urn:fcr:yang:fcr-nsr"/>'))
     assert exc.value.tag == "operation-not-supported"
+
+
+def test_switchover_with_vip(env):
+    """fcr-nsr:switchover with <vip> over SSH: the real SwitchoverRunner passes it to the
+    active engine's nsr.release as {"address", "dev"} (the control calls go to a fake
+    engine); a malformed address is an invalid-value rpc-error that names it (more cases in
+    test_switchover_vip.py)."""
+    from appliance.mgmt.switchover import SwitchoverRunner
+
+    calls = []
+
+    def control(path, method, **params):
+        calls.append((method, params))
+        if method == "nsr.status":
+            return {"role": "active", "standbys": [{"engine-id": "b", "fresh": True}]}
+        assert method == "nsr.release"
+        return {"to": params["to"], "epoch": 8}
+
+    runner = SwitchoverRunner("/nonexistent/fcrd.sock", "fcrd", lambda: {})
+    runner._call = control
+    env.server.switchover = runner
+    m = env.connect()
+    nsr = "urn:fcr:yang:fcr-nsr"
+    r = m.dispatch(etree.fromstring(
+        f'<switchover xmlns="{nsr}"><engine-id>b</engine-id><vip><address>10.0.92.1/24</address>'
+        "<interface>eth0</interface></vip></switchover>"))
+    reply = etree.fromstring(r.xml.encode())
+    assert reply.findtext(f".//{{{nsr}}}active-engine-id") == "b"
+    assert reply.findtext(f".//{{{nsr}}}epoch") == "8"
+    assert calls[-1] == ("nsr.release", {"to": "b", "vip": {"address": "10.0.92.1/24", "dev": "eth0"}})
+    n = len(calls)
+    with pytest.raises(RPCError) as exc:
+        m.dispatch(etree.fromstring(
+            f'<switchover xmlns="{nsr}"><engine-id>b</engine-id><vip><address>10.0.92.1</address>'
+            "<interface>eth0</interface></vip></switchover>"))
+    assert exc.value.tag == "invalid-value"
+    assert exc.value.message == ("switchover: vip address '10.0.92.1' is not an IPv4 or IPv6 address "
+                                 "with a prefix length (e.g. 10.0.92.1/24): no prefix length")
+    assert len(calls) == n  # the engine was not asked
