@@ -185,7 +185,8 @@ class NetconfServer:
         self.authorized_keys = authorized_keys
         self.engine_call = engine_call
         # async (engine_id | None) -> {"active-engine-id", "epoch"}: set by fcr-mgmtd
-        self.switchover: Callable[[str | None], Any] | None = None
+        # (engine-id, vip={"address", "dev"} as a keyword when given): appliance/mgmt/switchover.py
+        self.switchover: Callable[..., Any] | None = None
         # user -> role (admin / operator / viewer, None: unknown); with it every operation is
         # checked by appliance.mgmt.access (None: no role enforcement, for embedding in tests)
         self.role_of = role_of
