@@ -184,8 +184,8 @@ class NetconfServer:
         self.authenticate = authenticate
         self.authorized_keys = authorized_keys
         self.engine_call = engine_call
-        # async (engine_id | None) -> {"active-engine-id", "epoch"}: set by fcr-mgmtd
-        # (engine-id, vip={"address", "dev"} as a keyword when given): appliance/mgmt/switchover.py
+        # async (engine_id | None, vip={"address", "dev"} when given) -> {"active-engine-id",
+        # "epoch"}: set by fcr-mgmtd (appliance/mgmt/switchover.py)
         self.switchover: Callable[..., Any] | None = None
         # user -> role (admin / operator / viewer, None: unknown); with it every operation is
         # checked by appliance.mgmt.access (None: no role enforcement, for embedding in tests)
