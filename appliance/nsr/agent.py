@@ -91,6 +91,7 @@ class NsrAgent:
         # RIB mirror (appliance/nsr/ribmirror.py): the writer on the active engine, the
         # reader on a standby; see _mirror_loop and _mirror_tail
         self._mirror_task: asyncio.Task[None] | None = None
+        self._mirror_gen = 0
         self._mirror_lock = asyncio.Lock()
         self._writer: MirrorWriter | None = None
         self._mseq = 0
@@ -153,15 +154,18 @@ class NsrAgent:
     def _start_mirror(self) -> None:
         if self._mirror_task is not None:
             self._mirror_task.cancel()
-        body = self._mirror_tail() if self.role == "standby" else self._mirror_loop()
+        # a generation, not only the cancel, ends a mirror task: Python 3.11's wait_for
+        # (in _quick) can swallow a cancellation that meets its result
+        self._mirror_gen += 1
+        gen = self._mirror_gen
+        body = self._mirror_tail(gen) if self.role == "standby" else self._mirror_loop(gen)
         self._mirror_task = asyncio.get_running_loop().create_task(body)
 
     async def stop(self) -> None:
-        for task in (self._task, self._mirror_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await self._stop_mirror()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=1.0)
         if self._store is not None:
             with contextlib.suppress(Exception):
                 await self._call(self._store.close)
@@ -295,12 +299,12 @@ class NsrAgent:
             await self._call(st.compact, applied)
         return self._mirror_written
 
-    async def _mirror_loop(self) -> None:
+    async def _mirror_loop(self, gen: int) -> None:
         """Active: while a standby is alive, keep its copy of the RIBs current (a few
         deltas per MIRROR_TICK); with none, take the journals out."""
         acks: dict[str, dict[str, Any]] = {}
         scanned = 0.0
-        while True:
+        while gen == self._mirror_gen:
             await asyncio.sleep(MIRROR_TICK)
             try:
                 if self.role != "active" or self.fenced or self.lease is None or self.engine.bgp is None:
@@ -338,7 +342,7 @@ class NsrAgent:
                                         f"{applied}, the active engine's at {seq} after {MIRROR_WAIT:.0f} s")
             await asyncio.sleep(0.005)
 
-    async def _mirror_tail(self) -> None:
+    async def _mirror_tail(self, gen: int) -> None:
         """Standby: follow the store's change feed and apply the active engine's bases and
         deltas to this engine's RIBs; acknowledge what is applied in ``mirror/<id>``."""
         while self.engine.bgp is None:
@@ -347,7 +351,7 @@ class NsrAgent:
         since = -1
         acked: tuple[int, bool] | None = None
         t_ack = 0.0
-        while self.role == "standby":
+        while self.role == "standby" and gen == self._mirror_gen:
             try:
                 st = await self.store()
                 if since < 0:  # (re)start: ask the active engine for a whole copy
@@ -380,6 +384,8 @@ class NsrAgent:
                 await asyncio.sleep(0.005)
                 continue
             for ch in chunk:
+                if gen != self._mirror_gen:
+                    return  # stopped (an adopt took the RIBs as they are)
                 since = ch.seq
                 if ch.value is None:
                     continue
@@ -404,10 +410,14 @@ class NsrAgent:
                 raise SwitchoverRefused(f"this engine's copy of the RIBs is at store sequence "
                                         f"{self._mirror_applied}, the handover needs {seq}")
             await asyncio.sleep(0.002)
+        await self._stop_mirror()
+
+    async def _stop_mirror(self) -> None:
         task, self._mirror_task = self._mirror_task, None
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        self._mirror_gen += 1
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
 
     # -- status ---------------------------------------------------------------------------
     async def status(self) -> dict[str, Any]:
