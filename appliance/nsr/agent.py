@@ -2,27 +2,31 @@
 
 One ``NsrAgent`` per engine process (``Engine.nsr``). It owns the engine's connection to
 the checkpoint store (a single worker thread: the store is blocking and is never called
-from the event loop, DESIGN.md invariant 4), the ownership lease and the two halves of a
-switchover:
+from the event loop, DESIGN.md invariant 4), the ownership lease, the RIB mirror
+(appliance/nsr/ribmirror.py: the active engine writes, a standby follows) and the two
+halves of a switchover:
 
 - ``release(to)`` on the active engine: pause the sessions (reads stop, the kernel still
-  acknowledges; keepalives keep flowing), checkpoint their RIBs, drain the write buffers,
-  freeze the 4-tuples (nftables), detach each connection and dump it (TCP_REPAIR), export
-  the BFD sessions, write everything fenced by the lease, transfer the lease to ``to`` in
-  one compare-and-set, close the sockets silently.
-- ``adopt()`` on the standby that now holds the lease: restore each socket (TCP_REPAIR,
-  MD5 key from configuration), lift the freeze, leave repair mode (window probe), send a
-  KEEPALIVE at once, then load the RIBs, adopt the BFD sessions, start listening and
+  acknowledges; keepalives keep flowing), write the mirror's last delta and wait for the
+  standby to apply it, drain the write buffers, freeze the 4-tuples (nftables), detach
+  each connection and dump it (TCP_REPAIR), export the BFD sessions, write everything
+  fenced by the lease, transfer the lease to ``to`` in one compare-and-set, close the
+  sockets silently.
+- ``adopt()`` on the standby that now holds the lease: check its mirror is at the
+  handover's sequence, restore each socket (TCP_REPAIR, MD5 key from configuration), lift
+  the freeze, leave repair mode (window probe), send a KEEPALIVE at once, continue each
+  peer's output queue over the mirrored RIBs, adopt the BFD sessions, start listening and
   take the FIB over (reconcile, never a flush).
-- ``resume()`` on the old engine when the new one failed: take the lease back and adopt
-  its own checkpoint.
+- ``resume()`` on the old engine when the new one failed before it took the sessions:
+  take the lease back and restore its own sockets; its RIBs were never touched.
 
 Store layout: lease ``LEASE`` (one per routing instance: all sessions move together);
-namespace ``nsr`` holds ``standby/<engine-id>`` (heartbeat, config digest) and
-``handover`` (the last switchover); ``nsr.session``/``nsr.rib`` one record per neighbor.
+namespace ``nsr`` holds ``standby/<engine-id>`` (heartbeat, config digest),
+``mirror/<engine-id>`` (a standby's mirror: applied sequence, synced, base wanted),
+``mirror-writer`` (bases served) and ``handover`` (the last switchover);
+``nsr.session`` one record per neighbor; ``nsr.ribbase`` / ``nsr.ribdelta`` the mirror.
 See docs/nsr.md.
 """
-
 from __future__ import annotations
 
 import asyncio
