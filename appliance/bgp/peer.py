@@ -6,11 +6,15 @@ the actions it returns. The speaker sees the peer through ``SessionListener``
 (docs/architecture.md, "The peer <-> speaker contract").
 
 Connections: the *primary* session is the one that counts (its FSM is the
-peer's state). While it is in OpenSent/OpenConfirm a second, incoming
-connection may run a *secondary* FSM; when an OPEN arrives with two
-connections alive the collision is resolved (RFC 4271 §6.8, RFC 6286 §2.3) and
-the loser is closed with CEASE/Connection Collision Resolution. If the loser
-was the primary, the secondary takes its place (keeping the retry counters).
+peer's state). While it is in OpenSent/OpenConfirm, or in Connect with our own
+connection attempt under way (the peer may already hold that connection and
+keep it), a second, incoming connection may run a *secondary* FSM; when an
+OPEN arrives with two connections alive the collision is resolved (RFC 4271
+§6.8, RFC 6286 §2.3) and the loser is closed with CEASE/Connection Collision
+Resolution. If the loser was the primary, the secondary takes its place
+(keeping the retry counters). When the peer resolves the collision and closes
+one of the two connections with that CEASE, only that connection is closed and
+the other goes on. Either way the session does not pass through Idle.
 
 Reads: asyncio hands ``data_received`` what one read returned; each callback
 frames and dispatches only that, so keepalives and timers run between reads
@@ -606,10 +610,9 @@ class Peer:
                     self._notify_state(a.old, a.new)
             elif t is SessionEstablished:
                 if s is self._secondary:
-                    # Up first while the primary still waits for an OPEN: it is the session.
-                    self._event(self._primary, Event.OPEN_COLLISION_DUMP)
-                    if self._secondary is s:
-                        self._promote(s)
+                    # Up first while the primary still waits for an OPEN (or its TCP
+                    # connection): it is the session, the primary's connection is closed.
+                    self._retire(self._primary, "the other connection is Established")
                 if s is self._primary:
                     self.stats.established_at = time.time()
                     self.stats.established_transitions += 1
@@ -714,6 +717,27 @@ class Peer:
         s.timers.clear()
         self._drop(s)
 
+    def _retire(self, loser: _Session, why: str, *, notify: bool = True) -> None:
+        """Close one of two connections of a collision (§6.8) and keep the other as the
+        session: CEASE/Connection Collision Resolution on the loser (unless the peer
+        closed it), then the loser is discarded, or, when it was the primary, the
+        secondary takes its place. Neither FSM passes through Idle: the session goes on."""
+        if notify and loser.transport is not None and loser.fsm.state in (*_HANDSHAKE, State.ESTABLISHED):
+            self._send_notification(loser, Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION))
+        log.info(
+            "event=bgp.collision-close peer=%s connection=%s state=%s reason=%r",
+            self.name, "outgoing" if loser.outgoing or _dialing(loser) else "incoming",
+            loser.fsm.state.value, why,
+        )
+        if loser is self._primary:
+            sec = self._secondary
+            assert sec is not None
+            self._promote(sec)
+        else:
+            self._discard(loser)
+            if self._secondary is loser:
+                self._secondary = None
+
     def _promote(self, sec: _Session) -> None:
         old = self._primary
         self._discard(old)
@@ -803,10 +827,12 @@ class Peer:
         assert proto.transport is not None
         p = self._primary
         st = p.fsm.state
-        if st in (State.CONNECT, State.ACTIVE) and p.transport is None:
-            self._cancel_connect(p)  # a pending SYN is not a BGP connection yet
-            s = p
-        elif st in _HANDSHAKE and self._secondary is None:
+        if st in (State.CONNECT, State.ACTIVE) and p.transport is None and not _dialing(p):
+            s = p  # no connection of our own, not even an attempt: this one is the session
+        elif (st in _HANDSHAKE or _dialing(p)) and self._secondary is None:
+            # Our own attempt may already be a connection at the peer (its SYN-ACK is in,
+            # this loop just has not seen it yet), and the peer may resolve the collision
+            # in its favour (§6.8): keep it and run this one beside it.
             s = _Session(Fsm(FsmConfig(
                 hold_time=self.config.hold_time, passive=True,
             ), rng=self._rng))
@@ -951,18 +977,25 @@ class Peer:
         ost = other.fsm.state if other is not None else State.IDLE
         if other is not None and ost is State.ESTABLISHED:
             # §6.8: a collision with an Established session closes the new connection.
-            self._event(s, Event.OPEN_COLLISION_DUMP)
+            self._retire(s, "collision with the Established connection")
             return
-        if other is not None and ost is State.OPEN_CONFIRM:
-            # §6.8 compares only against connections whose OPEN has arrived (OpenConfirm):
-            # one still in OpenSent may be a connection the peer already abandoned.
+        if other is not None and other.transport is not None and (
+            ost is State.OPEN_CONFIRM or (ost is State.OPEN_SENT and other.outgoing != s.outgoing)
+        ):
+            # §6.8: connections in OpenConfirm are examined; one in OpenSent may be when
+            # the peer's identifier is known: it is this OPEN's, both connections go to
+            # the same neighbor. FRR does the same, and resolving at the first OPEN makes
+            # both speakers pick the same connection before either can go Established on
+            # the other one. Only a collision of the two speakers' own connections is
+            # resolved early: of two incoming ones, the older may be a dead connection.
             loser = self._collision_loser(s, other, remote)
-            # The dumped FSM goes Idle; _after() retires it or promotes the survivor.
-            self._event(loser, Event.OPEN_COLLISION_DUMP)
+            self._retire(loser, "collision resolved")  # the survivor carries on, never Idle
             if loser is s:
                 return
-        elif s is self._secondary and ost is not State.OPEN_SENT:
-            self._promote(s)  # the primary has no live connection: this one is the session
+        elif s is self._secondary and ost is not State.OPEN_SENT and not _dialing(other):
+            # The primary has no live connection (nor one being opened): this one is the
+            # session. While our own attempt is pending it stays beside it, in OpenConfirm.
+            self._promote(s)
         s.max_len = neg.max_message_len
         self._event(s, Event.BGP_OPEN, OpenArgs(neg.hold_time, neg.keepalive_interval))
 
@@ -996,6 +1029,16 @@ class Peer:
             self.name, n.code, n.subcode, text, n.data.hex() if not text else "",
         )
         self.stats.last_error = reason
+        if n.code == ErrorCode.CEASE and n.subcode == CeaseSubcode.CONNECTION_COLLISION:
+            # §6.8: the peer resolved a collision by closing this connection. When the
+            # other one is alive it is the session: close only this one, nothing goes Idle.
+            other = self._secondary if s is self._primary else self._primary
+            if s is self._secondary or (
+                s.fsm.state in _HANDSHAKE and other is not None
+                and other.transport is not None and other.fsm.state in _HANDSHAKE
+            ):
+                self._retire(s, "closed by the peer (collision)", notify=False)
+                return
         version = n.code == ErrorCode.OPEN_MESSAGE and n.subcode == OpenSubcode.UNSUPPORTED_VERSION
         self._event(s, Event.NOTIF_MSG_VER_ERR if version else Event.NOTIF_MSG, reason)
 
@@ -1040,6 +1083,12 @@ class Peer:
                 local.restarting, gr.restart_time, tuple((f.afi, f.safi, 0) for f in fams),
             ))
         return Open(4, self.local_as, cfg.hold_time, local.router_id, tuple(caps))
+
+
+def _dialing(s: _Session) -> bool:
+    """Our outgoing TCP connection attempt is under way (Connect, no transport yet)."""
+    t = s.connect_task
+    return s.fsm.state is State.CONNECT and s.transport is None and t is not None and not t.done()
 
 
 def _restore_stats(stats: PeerStats, d: dict[str, Any]) -> None:

@@ -14,7 +14,13 @@ from appliance.bgp.config import NeighborConfig
 from appliance.bgp.family import IPV4_UNICAST, prefix_to_key
 from appliance.bgp.packet.capability import FourOctetAs
 from appliance.bgp.packet.constants import CeaseSubcode, ErrorCode, MsgType
-from appliance.bgp.packet.message import KEEPALIVE, Open, decode_notification, split_messages
+from appliance.bgp.packet.message import (
+    KEEPALIVE,
+    Notification,
+    Open,
+    decode_notification,
+    split_messages,
+)
 from appliance.bgp.packet.pathattrs import PathAttributes
 from appliance.bgp.packet.update import AttrCache, encode_attributes, pack_updates
 from appliance.bgp.peer import LocalSettings, Peer
@@ -74,12 +80,13 @@ def neighbor(addr: str, peer_as: int, port: int, local: str, **kw) -> NeighborCo
 class Pair:
     """Peer A (AS 65001, 1.1.1.1 on 127.0.0.1) and B (AS 65002, 2.2.2.2 on 127.0.0.2)."""
 
-    def __init__(self, a_passive: bool, b_passive: bool) -> None:
+    def __init__(self, a_passive: bool, b_passive: bool, **neighbor_kw) -> None:
         self.holder: dict[str, Peer] = {}
         self.la = Listener([A_IP], 0, lambda s, ip: self.holder["a"].incoming_connection(s, ip))
         self.lb = Listener([B_IP], 0, lambda s, ip: self.holder["b"].incoming_connection(s, ip))
         self.ra, self.rb = Recorder(), Recorder()
         self.a_passive, self.b_passive = a_passive, b_passive
+        self.neighbor_kw = neighbor_kw
 
     async def __aenter__(self) -> Pair:
         await self.la.start()
@@ -87,11 +94,11 @@ class Pair:
         pa, pb = self.la.bound[0][1], self.lb.bound[0][1]
         cache = AttrCache()
         self.a = Peer(
-            neighbor(B_IP, 65002, pb, A_IP, passive_mode=self.a_passive),
+            neighbor(B_IP, 65002, pb, A_IP, passive_mode=self.a_passive, **self.neighbor_kw),
             LocalSettings(65001, "1.1.1.1", attr_cache=cache), self.ra, rng=random.Random(1),
         )
         self.b = Peer(
-            neighbor(A_IP, 65001, pa, B_IP, passive_mode=self.b_passive),
+            neighbor(A_IP, 65001, pa, B_IP, passive_mode=self.b_passive, **self.neighbor_kw),
             LocalSettings(65002, "2.2.2.2", attr_cache=cache), self.rb, rng=random.Random(2),
         )
         self.holder.update(a=self.a, b=self.b)
@@ -286,9 +293,12 @@ async def _read_msgs(reader, want: int, buf: bytearray) -> list[tuple[int, bytes
         buf.extend(chunk)
 
 
+@pytest.mark.parametrize("first_open", ["openconfirm", "opensent"])
 @pytest.mark.parametrize("remote_id,keep", [("9.9.9.9", "incoming"), ("0.0.0.1", "outgoing")])
-def test_collision_resolution_by_bgp_identifier(remote_id, keep):
-    """Two live connections to one fake peer; the higher BGP identifier's connection wins."""
+def test_collision_resolution_by_bgp_identifier(remote_id, keep, first_open):
+    """Two live connections to one fake peer; the higher BGP identifier's connection wins
+    (RFC 4271 §6.8), whether the OPEN arrives while the other connection is in OpenConfirm
+    or, the two being ours and the peer's, still in OpenSent (as FRR resolves it)."""
 
     async def main():
         la_holder: dict[str, Peer] = {}
@@ -311,20 +321,26 @@ def test_collision_resolution_by_bgp_identifier(remote_id, keep):
         try:
             peer.start()
             r1, w1 = await asyncio.wait_for(accepted.get(), 5)      # A's outgoing connection
+            writers.append(w1)
             b1, b2 = bytearray(), bytearray()
             assert (await _read_msgs(r1, 1, b1))[0][0] == MsgType.OPEN
+            if first_open == "openconfirm":
+                w1.write(fake_open)
+                await until(lambda: peer.state == "OpenConfirm", what="OpenConfirm on conn 1")
             r2, w2 = await asyncio.open_connection(A_IP, la.bound[0][1], local_addr=(B_IP, 0))
-            writers += [w1, w2]
+            writers.append(w2)
             assert (await _read_msgs(r2, 1, b2))[0][0] == MsgType.OPEN   # A answers on the incoming
-            w1.write(fake_open)
-            await until(lambda: p_state(peer) == "OpenConfirm", what="OpenConfirm on conn 1")
-            w2.write(fake_open)
-            loser_r, loser_buf, win_w, win_buf, win_r = (
-                (r1, b1, w2, b2, r2) if keep == "incoming" else (r2, b2, w1, b1, r1)
-            )
+            assert peer._secondary is not None
+            # the OPEN that makes A resolve: on conn 2 against conn 1 in OpenConfirm, or on
+            # conn 1 against conn 2 in OpenSent
+            (w2 if first_open == "openconfirm" else w1).write(fake_open)
+            loser_r, loser_buf, win_w = (r1, b1, w2) if keep == "incoming" else (r2, b2, w1)
             msgs = await asyncio.wait_for(_read_msgs(loser_r, 3, loser_buf), 5)
             notes = [decode_notification(b) for t, b in msgs if t == MsgType.NOTIFICATION]
             assert [(n.code, n.subcode) for n in notes] == [(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION)]
+            assert msgs[-1][0] == MsgType.NOTIFICATION
+            if first_open == "opensent" and keep == "incoming":
+                w2.write(fake_open)  # the surviving connection has not had its OPEN yet
             win_w.write(KEEPALIVE)
             await until(lambda: peer.state == "Established", what="Established")
             assert peer._primary.outgoing == (keep == "outgoing")
@@ -337,10 +353,146 @@ def test_collision_resolution_by_bgp_identifier(remote_id, keep):
             server.close()
             la.close()
 
-    def p_state(peer):
-        return "OpenConfirm" if any(
-            s is not None and s.fsm.state.value == "OpenConfirm" for s in (peer._primary, peer._secondary)
-        ) else peer.state
+    run(main())
+
+
+def test_peer_closing_our_connection_for_a_collision_keeps_the_other():
+    """The peer resolves a collision (RFC 4271 §6.8) by closing our outgoing connection
+    with CEASE/Connection Collision Resolution: only that connection is closed, the
+    session goes on with the incoming one and never passes through Idle."""
+
+    async def main():
+        la_holder: dict[str, Peer] = {}
+        la = Listener([A_IP], 0, lambda s, ip: la_holder["a"].incoming_connection(s, ip))
+        await la.start()
+        accepted: asyncio.Queue = asyncio.Queue()
+
+        async def on_conn(reader, writer):
+            await accepted.put((reader, writer))
+
+        server = await asyncio.start_server(on_conn, B_IP, 0)
+        rec, states = Recorder(), []
+        rec.state_changed = lambda peer, old, new: states.append((old, new))
+        peer = Peer(
+            neighbor(B_IP, 65002, server.sockets[0].getsockname()[1], A_IP, connect_retry=30),
+            LocalSettings(65001, "1.1.1.1"), rec,
+        )
+        la_holder["a"] = peer
+        fake_open = Open(4, 65002, 90, "9.9.9.9", (FourOctetAs(65002),)).encode()
+        writers = []
+        try:
+            peer.start()
+            r1, w1 = await asyncio.wait_for(accepted.get(), 5)      # A's outgoing connection
+            writers.append(w1)
+            b1, b2 = bytearray(), bytearray()
+            assert (await _read_msgs(r1, 1, b1))[0][0] == MsgType.OPEN
+            r2, w2 = await asyncio.open_connection(A_IP, la.bound[0][1], local_addr=(B_IP, 0))
+            writers.append(w2)
+            assert (await _read_msgs(r2, 1, b2))[0][0] == MsgType.OPEN
+            w1.write(Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION).encode())
+            assert await asyncio.wait_for(r1.read(100), 5) == b""   # A closed it, silently
+            assert peer._secondary is None and not peer._primary.outgoing
+            assert peer.state == "OpenSent"
+            w2.write(fake_open + KEEPALIVE)
+            await until(lambda: peer.state == "Established", what="Established")
+            assert rec.events == [("up",)]
+            assert states == [("Idle", "Connect"), ("Connect", "OpenSent"),
+                              ("OpenSent", "OpenConfirm"), ("OpenConfirm", "Established")]
+            assert peer.stats.last_notification_sent is None
+            assert peer.stats.last_notification_received[:2] == (6, 7)
+        finally:
+            await peer.shutdown()
+            for w in writers:
+                w.close()
+            server.close()
+            la.close()
+
+    run(main())
+
+
+class _Held:
+    """Stands in for a Peer at a Listener: keeps accepted sockets until the test hands them on."""
+
+    def __init__(self) -> None:
+        self.socks: list[tuple[socket.socket, str]] = []
+
+    def incoming_connection(self, sock: socket.socket, remote_ip: str) -> None:
+        self.socks.append((sock, remote_ip))
+
+
+def test_simultaneous_connect_lower_id_closes_its_own_connection():
+    """Both speakers connect at once; each accepts the other's connection while its own
+    attempt is still pending (the kernel has connected it, the loop has not seen it yet).
+    A (1.1.1.1, the lower identifier) resolves the collision and closes the connection it
+    initiated with CEASE/Connection Collision Resolution. B (2.2.2.2) must close only that
+    connection and carry on with its own: one session, no Idle on either side.
+
+    Deterministic: each side's connect completion and accept is released by the test, and
+    B reads the connection A closes only once A has written everything on it."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        gates = {A_IP: asyncio.Event(), B_IP: asyncio.Event()}
+        real_connect = loop.sock_connect
+
+        async def gated_connect(sock, address):
+            await real_connect(sock, address)   # connected in the kernel: the peer sees it
+            await gates[sock.getsockname()[0]].wait()
+
+        loop.sock_connect = gated_connect
+        async with Pair(a_passive=False, b_passive=False, connect_retry=30, connect_retry_max=60) as p:
+            held_a, held_b = _Held(), _Held()
+            p.holder.update(a=held_a, b=held_b)
+            states: dict[str, list] = {"a": [], "b": []}
+            p.ra.state_changed = lambda peer, old, new: states["a"].append((old, new))
+            p.rb.state_changed = lambda peer, old, new: states["b"].append((old, new))
+            p.a.start()
+            p.b.start()
+            await until(lambda: held_a.socks and held_b.socks, what="both connections in the kernel")
+            assert p.a.state == p.b.state == "Connect"
+
+            # B accepts A's connection while its own attempt is pending: it keeps both
+            p.b.incoming_connection(*held_b.socks.pop())
+            await until(lambda: p.b._secondary is not None and p.b._secondary.transport is not None
+                        and p.b._secondary.fsm.state.value == "OpenSent",
+                        what="B: A's connection beside its own pending one")
+            p.b._secondary.transport.pause_reading()   # nothing has arrived on it yet
+            assert p.b.state == "Connect" and p.b._primary.connect_task is not None
+
+            # A accepts B's connection, likewise
+            p.a.incoming_connection(*held_a.socks.pop())
+            await until(lambda: p.a._secondary is not None
+                        and p.a._secondary.fsm.state.value == "OpenSent", what="A: both connections")
+
+            # A's own connection completes: A sends its OPEN, reads B's and resolves the
+            # collision (B's identifier is higher): it closes its own connection with CEASE/7
+            gates[A_IP].set()
+            await until(lambda: p.a._secondary is None and p.a.stats.last_notification_sent is not None,
+                        what="A resolves the collision")
+            assert p.a.stats.last_notification_sent[:2] == (ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION)
+            assert not p.a._primary.outgoing and p.a.state == "OpenSent"
+
+            # B reads A's OPEN and CEASE/7 on that connection: it closes only that one
+            p.b._secondary.transport.resume_reading()
+            await until(lambda: p.b._secondary is None, what="B closes the connection A gave up")
+            assert p.b.stats.last_notification_received[:2] == (ErrorCode.CEASE,
+                                                                 CeaseSubcode.CONNECTION_COLLISION)
+            assert p.b.state == "Connect"
+
+            # B's own connection completes: the session comes up on it
+            gates[B_IP].set()
+            await until(lambda: p.a.state == p.b.state == "Established", what="Established")
+            assert p.b._primary.outgoing and not p.a._primary.outgoing
+            ta, tb = p.a._primary.transport, p.b._primary.transport
+            assert ta.get_extra_info("sockname") == tb.get_extra_info("peername")
+            await asyncio.sleep(0.5)
+            assert p.a.state == p.b.state == "Established"
+            assert p.a._secondary is None and p.b._secondary is None
+            assert p.ra.events == [("up",)] and p.rb.events == [("up",)]
+            assert p.b.stats.last_notification_sent is None
+            assert states["b"] == [("Idle", "Connect"), ("Connect", "OpenSent"),
+                                   ("OpenSent", "OpenConfirm"), ("OpenConfirm", "Established")]
+            assert not any(new == "Idle" for _old, new in states["a"])
 
     run(main())
 
