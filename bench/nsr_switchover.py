@@ -29,8 +29,11 @@ Measured per case:
   (tcpdump -w, read back here): while the switchover runs every speaker sends a KEEPALIVE every
   ``--probe-ms`` ms on every session, so FCR's side answers (ACKs) all the time; the freeze is
   the longest gap between two segments from FCR's side (any segment: the last one of the old
-  socket, the first of the restored one, normally its window probe) that starts between the
-  release and the end of the adopt. Also: the time from the start of that gap to the first
+  socket, the first of the restored one, normally its window probe) from the last segment
+  before the release's nftables freeze (``frozen-at``) to the new engine's first BGP message.
+  (Before the RIB mirror it was the longest gap starting between the release and the end of
+  the adopt; that one is still in results.json as ``window_gap_ms``: with the switchover's
+  own gap under ~20 ms it is the ACK cadence of the probes.) Also: the time from the start of that gap to the first
   BGP message of the new engine (its KEEPALIVE); the gap between the last BGP message of the
   old engine and the first of the new one (the literal "last byte of the old, first byte of
   the new": it includes the time since the old engine's last KEEPALIVE, up to 3 s); and the
@@ -38,8 +41,10 @@ Measured per case:
   1 s after the old fcrd exited), to be compared with the keepalive interval and hold time;
 - box-side freeze from the engines' timings: nftables freeze taken (release ``frozen-at``)
   to sockets restored and unfrozen (adopt ``sockets-restored``), RPC time included;
-- run_issu's timings: ``wait-ready`` (standby started until in sync), ``switchover``
-  (release start to adopt done), ``total``, and the release / adopt timing dicts;
+- run_issu's timings: ``wait-ready`` (standby started until in sync: its RIB mirror has the
+  whole table), ``switchover`` (release start to adopt done), ``total``, and the release
+  (``rib-state``, ``mirror-flushed``, ``standby-synced``, ``frozen-at``, ``released``) and
+  adopt (``records-read``, ``sockets-restored``, ``bgp-adopted``, ``done``) timing dicts;
 - peak RSS (VmHWM) of the old fcrd (read before it is stopped) and of the new one (after its
   CPU went idle after the adopt); how long the old one takes to exit after SIGTERM;
 - dropped sessions: a speaker session closed, a NOTIFICATION, the speaker's hold timer
@@ -47,9 +52,30 @@ Measured per case:
   the new engine not Established or with another established transition, routes lost; and
   what FCR re-sent to the peers after the switchover (it should send nothing).
 
+``--churn PxR[,...]``: the RIB mirror under churn, no switchover (each case twice: fcrd
+alone, then fcrd with a standby ``fcrd --standby`` started as run_issu starts it and in sync
+before the feed). The speakers announce R routes (phase ``announce``), then the same R routes
+with one more community (phase ``churn``: every route changes), unpaced unless
+``--churn-rate``. Measured per phase:
+
+- ingest: from the feed's start until fcrd has it all (every neighbor's received UPDATE count
+  and, with more than one peer, what the table peer got back), with and without the standby
+  (the mirror's cost on the active; both on the same 2 cores here), and CPU seconds of each;
+- from the checkpoint store itself (read-only SQLite polls every ``--store-poll-ms`` ms,
+  nothing of appliance/): each mirror batch (a new newest base/delta record) and when the
+  standby's ack (``nsr/mirror/<id>`` ``applied``, what a release waits for) covered it; when
+  the last batch was written and acknowledged after fcrd had all the routes;
+- from nsr.status of both engines every ``--sample-ms`` ms: the active's ``written`` /
+  ``journaled-keys``, the standby's ``applied``, and per ``written`` value the time until the
+  standby's ``applied`` reached it (coarse: a busy engine answers late, the call times are in
+  results.json);
+- VmHWM of both, the longest silence of FCR at the speakers, and after the churn one
+  ``nsr.release`` to the standby (refused or not, and why) and its ``nsr.adopt``.
+
 The checkpoint store's own throughput is bench/checkpoint_store.py.
 
-    .venv/bin/python bench/nsr_switchover.py                       # default cases, ~6-8 min
+    .venv/bin/python bench/nsr_switchover.py                       # default cases, ~4 min
+    .venv/bin/python bench/nsr_switchover.py --churn 1x1000000,10x1000000   # ~4 min
     .venv/bin/python bench/nsr_switchover.py --cases 1x100000      # one quick case
     .venv/bin/python bench/nsr_switchover.py --cases 10x1000000 --hold 90
 
@@ -129,6 +155,7 @@ class Sess:
         self.wq: collections.deque = collections.deque()
         self.woff = 0
         self.feed: list = []
+        self.feeds: list = []
         self.rx = {"updates": 0, "nlri": 0, "withdrawn": 0, "keepalives": 0, "bytes": 0,
                    "eor": 0, "other": 0}
         self.last_rx = 0.0
@@ -248,8 +275,10 @@ class Sess:
 
 
 def build_feed(idx: int, lo: int, hi: int, nlri: bytes, asn: int, next_hop: str,
-               ibgp: bool = False, no_export: bool = False) -> list:
-    """UPDATEs for prefixes [lo, hi) of ``nlri`` (4 octets each), 16 per attribute set."""
+               ibgp: bool = False, no_export: bool = False, gen: int = 0) -> list:
+    """UPDATEs for prefixes [lo, hi) of ``nlri`` (4 octets each), 16 per attribute set.
+    ``gen`` > 0 (``--churn``): the same prefixes with one more community (64999:gen), so
+    every route of the generation replaces the previous one (new attributes)."""
     parts = []
     per = feedmod.PREFIXES_PER_SET
     for j, start in enumerate(range(lo, hi, per)):
@@ -259,6 +288,8 @@ def build_feed(idx: int, lo: int, hi: int, nlri: bytes, asn: int, next_hop: str,
         path.append(4200000000 + s)
         path.extend(64512 + ((s >> 4) + k) % 400 for k in range(s % 3))
         comms = [(asn & 0xFFFF) << 16 | (j & 0xFFFF), (64512 << 16) | (100 + s % 7)]
+        if gen:
+            comms.append((64999 << 16) | gen)
         if no_export:
             comms.append(NO_EXPORT)
         attrs = feedmod.path_attributes(path, next_hop, s, comms)
@@ -280,8 +311,10 @@ def cmd_speaker(args) -> int:
     no_export = args.filter == "no-export"
     sessions = [Sess(i, peer_addr(i), peer_as(i, args.table_peers, args.filter), args.hold) for i in range(n)]
     for i, s in enumerate(sessions):
-        s.feed = build_feed(i, total * i // n, total * (i + 1) // n, nlri, s.asn, s.local,
-                            ibgp=s.asn == FCR_AS, no_export=no_export)
+        # one feed per generation (``--gens``, default 1): gen 0 announces, the next ones churn
+        s.feeds = [build_feed(i, total * i // n, total * (i + 1) // n, nlri, s.asn, s.local,
+                              ibgp=s.asn == FCR_AS, no_export=no_export, gen=g)
+                   for g in range(args.gens)]
     del nlri
     sel = selectors.DefaultSelector()
     try:
@@ -301,6 +334,7 @@ def cmd_speaker(args) -> int:
         probe = 0.0  # seconds between probe KEEPALIVEs (0: off)
         rate = tokens = t_tokens = 0.0  # paced feed: routes per second, routes allowed now
         rr = 0
+        sending = False  # a "send" not yet all handed to the kernel ("sent" event when it is)
         next_probe = 0.0
         deadline = time.monotonic() + args.max_seconds
         stop = False
@@ -340,9 +374,13 @@ def cmd_speaker(args) -> int:
             nonlocal probe, next_probe, stop
             what = c.get("cmd")
             if what == "send":
-                nonlocal rate, tokens, t_tokens
+                nonlocal rate, tokens, t_tokens, sending
                 rate = float(c.get("rate") or 0)
                 tokens, t_tokens = 0.0, time.monotonic()
+                gen = int(c.get("gen") or 0)
+                for s in sessions:
+                    s.feed = list(s.feeds[gen])
+                sending = True
                 if not rate:
                     for s in sessions:
                         s.wq.extend(b for b, _r in s.feed)
@@ -431,7 +469,9 @@ def cmd_speaker(args) -> int:
                         left.remove(s)
                 if not left:
                     rate = 0.0
-                    emit(event="sent", t=now)
+            if sending and not any(s.feed or s.wq for s in sessions if s.lost is None):
+                sending = False  # the last UPDATE is in the kernel (sent, maybe not yet read)
+                emit(event="sent", t=now)
             probing = probe and now >= next_probe
             if probing:
                 next_probe = now + probe
@@ -511,6 +551,7 @@ class Events:
         self.proc = proc
         self.q: queue.Queue = queue.Queue()
         self.lost: list[dict] = []
+        self.sent: list[float] = []  # times of the "sent" events (kept: wait() drops others)
         self.logpath = logpath
         threading.Thread(target=self._run, daemon=True).start()
 
@@ -528,6 +569,8 @@ class Events:
                     continue
                 if ev.get("event") == "lost":
                     self.lost.append(ev)
+                elif ev.get("event") == "sent":
+                    self.sent.append(ev["t"])
                 self.q.put(ev)
         self.q.put({"event": "eof"})
 
@@ -618,10 +661,18 @@ def read_pcap(path: Path, fcr: str) -> dict[str, dict[str, list]]:
     return out
 
 
-def freeze_of(segs: dict[str, list], window: tuple[float, float], switch: tuple[float, float]) -> dict:
-    """The switchover gap of one session (see the module doc): the longest silence of FCR's
-    side while the speaker probed (``window``: wall-clock times of probing on and off) that
-    starts during the switchover (``switch``: wall-clock release start and adopt done)."""
+def freeze_of(segs: dict[str, list], window: tuple[float, float], switch: tuple[float, float],
+              t_frozen: float | None = None) -> dict:
+    """The switchover gap of one session (see the module doc). ``window``: wall-clock times
+    of probing on and off; ``switch``: wall-clock release start and adopt done;
+    ``t_frozen``: wall-clock time of the release's nftables freeze (an early estimate: the
+    release start as the driver sent it plus the engine's ``frozen-at``).
+
+    ``freeze_ms``: the longest gap between FCR's segments from the last one before
+    ``t_frozen`` (nothing of the old socket gets out after it) to the new engine's first
+    BGP message. ``window_gap_ms``: the longest gap that starts during the switchover
+    (the definition before the RIB mirror; it is also the ACK cadence, ~21 ms with 10 ms
+    probes, once the switchover's own gap is shorter than that)."""
     allfr = segs["from_fcr"]
     res = {"segments": len(allfr), "rst_fin": sum(1 for _t, _p, f in allfr if f & 0x05)}
     fr = [x for x in allfr if window[0] <= x[0] <= window[1]]
@@ -632,6 +683,12 @@ def freeze_of(segs: dict[str, list], window: tuple[float, float], switch: tuple[
     if not gaps:
         return res
     g, i = max(gaps)
+    res["window_gap_ms"] = g * 1000
+    if t_frozen is not None:
+        lo = max((j for j, x in enumerate(fr) if x[0] <= t_frozen), default=0)
+        hi = next((j for j, x in enumerate(fr) if j > lo and x[1] > 0 and x[0] >= t_frozen), None)
+        if hi is not None:
+            g, i = max((fr[j + 1][0] - fr[j][0], j) for j in range(lo, hi))
     res["freeze_ms"] = g * 1000
     t_before, t_after = fr[i][0], fr[i + 1][0]
     before = [t for t, p, _f in allfr if p > 0 and t <= t_before]
@@ -681,7 +738,8 @@ class Bench:
         cleanup_stale_namespaces()
         self.topo = Topology()
         self.results: list[dict] = []
-        max_n = max(n for n, _r in args.cases)
+        self.churn: list[dict] = []
+        max_n = max(n for n, _r in [*args.cases, *args.churn])
         self.h_fcr = self.topo.add_host("fcr")
         self.h_peers = self.topo.add_host("peers")
         self.if_fcr, self.if_peers = self.topo.link(self.h_fcr, self.h_peers,
@@ -869,7 +927,10 @@ class Bench:
             row["resent_prefixes"] = resent
             sessions = read_pcap(cap, FCR_ADDR)
             switch = (w_issu + res["wait-ready"], w_issu + res["total"])
-            per = {p: freeze_of(sessions[p], (probe_on, probe_off), switch) for p in (peer_addr(i) for i in range(n))}
+            t_frozen = switch[0] + rt["frozen-at"]
+            row["wall"] = {"probe": [probe_on, probe_off], "switch": list(switch), "frozen": t_frozen}
+            per = {p: freeze_of(sessions[p], (probe_on, probe_off), switch, t_frozen)
+                   for p in (peer_addr(i) for i in range(n))}
             rst = sum(v["rst_fin"] for v in per.values())
             if rst:
                 problems.append(f"{rst} RST/FIN from FCR in the capture")
@@ -884,6 +945,9 @@ class Bench:
             mg = sorted(v["max_bgp_gap_ms"] for v in per.values() if "max_bgp_gap_ms" in v)
             if fz:
                 row["freeze_ms"] = {"median": statistics.median(fz), "max": fz[-1], "min": fz[0]}
+            wg = sorted(v["window_gap_ms"] for v in per.values() if "window_gap_ms" in v)
+            if wg:
+                row["window_gap_ms"] = {"median": statistics.median(wg), "max": wg[-1]}
             if pg:
                 row["payload_gap_ms"] = {"median": statistics.median(pg), "max": pg[-1]}
             if mg:
@@ -918,8 +982,359 @@ class Bench:
     def run(self) -> None:
         for n, r in self.args.cases:
             self.results.append(self.run_case(n, r))
-            (self.rundir / "results.json").write_text(json.dumps(
-                {"command": self.args.command, "results": self.results}, indent=1))
+            self._save()
+        for n, r in self.args.churn:
+            for standby in (False, True):
+                self.churn.append(self.run_churn(n, r, standby))
+                self._save()
+
+    def _save(self) -> None:
+        (self.rundir / "results.json").write_text(json.dumps(
+            {"command": self.args.command, "results": self.results, "churn": self.churn}, indent=1))
+
+    # ------------------------------------------------------------------- --churn
+    def run_churn(self, n: int, routes: int, with_standby: bool) -> dict:
+        """The RIB mirror under churn (module doc, ``--churn``): an active fcrd, with or
+        without a synced standby, takes ``routes`` routes (gen 0) and then the same routes
+        with new attributes (gen 1); nsr.status of both engines is sampled every
+        ``--sample-ms`` ms throughout."""
+        from tests.topotest.netns import Host
+
+        a = self.args
+        tag = f"churn-{n}x{routes}-{'standby' if with_standby else 'alone'}"
+        wd = self.rundir / tag
+        wd.mkdir()
+        os.chmod(wd, 0o755)
+        table_peers = min(a.table_peers, n)
+        (wd / "fcrd.json").write_text(json.dumps(fcr_config(n, table_peers, a.fcr_passive, a.hold, a.filter), indent=1))
+        control, sb_control = str(wd / "fcrd.ctl"), str(wd / "standby.ctl")
+        store = str(wd / "nsr.db")
+        rate = a.churn_rate if a.churn_rate >= 0 else 0
+        row: dict = {"peers": n, "routes": routes, "standby": with_standby, "table_peers": table_peers,
+                     "filter": a.filter, "hold": a.hold, "feed_rate": rate, "sample_ms": a.sample_ms,
+                     "loadavg_before": round(os.getloadavg()[0], 2), "status": "error", "phases": {}}
+        procs: list[subprocess.Popen] = []
+        stop = threading.Event()
+        samples: list[tuple] = []  # (t_active, written, journaled, t_standby, applied, synced, call_a_s, call_s_s)
+        store_samples: list[tuple] = []  # (t, newest mirror record's seq, standby's acked applied)
+        sampler = None
+        try:
+            log(f"{tag}: start fcrd (active)")
+            act = self.start_fcrd(wd, ["--control", control, "--nsr-store", store, "--engine-id", "e0"], "0")
+            procs.append(act)
+            wait_for(lambda: ctl(control, "nsr.status").get("active"), 30, "fcrd active", act)
+            sb = None
+            if with_standby:  # as run_issu starts it (bench run_case's start_standby)
+                log(f"{tag}: start fcrd (standby)")
+                sb = self.start_fcrd(wd, ["--control", sb_control, "--nsr-store", store, "--engine-id",
+                                          "sb1", "--standby"], "1")
+                procs.append(sb)
+                t_sb = time.monotonic()
+                wait_for(lambda: any(x.get("engine-id") == "sb1" and x.get("fresh") and x.get("synchronized")
+                                     and x.get("ready") for x in ctl(control, "nsr.status").get("standbys", [])),
+                         60, "standby in sync", sb)
+                row["standby_ready_s"] = round(time.monotonic() - t_sb, 3)
+            spk = self.h_peers.popen(
+                [PYTHON, Path(__file__).resolve(), "speaker", "--connect", FCR_ADDR, "--peers", str(n),
+                 "--routes", str(routes), "--max-seconds", str(a.case_timeout * 2 + 300), "--hold", str(a.hold),
+                 "--table-peers", str(table_peers), "--filter", a.filter, "--gens", "2",
+                 *(["--active"] if a.fcr_passive else [])],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(wd / "speaker.err", "ab"))
+            procs.append(spk)
+            ev = Events(spk, wd / "speaker.jsonl")
+            ev.wait("built", 300)
+            ev.wait("established", 60 + n)
+            log(f"{tag}: {n} sessions Established")
+
+            def share(i: int) -> int:
+                return routes * (i + 1) // n - routes * i // n
+
+            per = feedmod.PREFIXES_PER_SET
+            updates = {peer_addr(i): -(-share(i) // per) + 1 for i in range(n)}  # UPDATEs per gen, EoR incl.
+            if a.filter == "no-export":
+                expect_out = {i: routes - sum(share(j) for j in range(table_peers)) for i in range(table_peers)}
+            else:
+                expect_out = {i: routes - share(i) for i in range(table_peers)}
+            expect_out = {i: c for i, c in expect_out.items() if c}
+
+            def sample_loop() -> None:
+                period = a.sample_ms / 1000.0
+                for _ in range(100_000_000):
+                    if stop.is_set():
+                        return
+                    t0 = time.monotonic()
+                    try:
+                        ra = ctl(control, "nsr.status", timeout=30).get("rib-mirror") or {}
+                        t1 = time.monotonic()
+                        rs, t2, t3 = {}, t1, t1
+                        if with_standby:
+                            rs = ctl(sb_control, "nsr.status", timeout=30).get("rib-mirror") or {}
+                            t3 = time.monotonic()
+                        samples.append(((t0 + t1) / 2, ra.get("written"), ra.get("journaled-keys"),
+                                        (t2 + t3) / 2, rs.get("applied"), rs.get("synced"), t1 - t0, t3 - t2))
+                    except Exception as exc:  # noqa: BLE001 - recorded, sampling goes on
+                        samples.append((time.monotonic(), None, None, None, None, None, repr(exc)[:200], None))
+                    time.sleep(max(0.0, period - (time.monotonic() - t0)))
+
+            def store_loop() -> None:
+                """The store itself (read-only SQLite, nothing of appliance/): the newest
+                mirror record present (what a standby applies) and the standby's ack
+                (``nsr/mirror/sb1``: what a release waits for), every --store-poll-ms."""
+                import sqlite3
+
+                db = None
+                period = a.store_poll_ms / 1000.0
+                for _ in range(100_000_000):
+                    if stop.is_set():
+                        break
+                    t0 = time.monotonic()
+                    try:
+                        if db is None:
+                            db = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=1.0)
+                        w = db.execute(STORE_Q_WRITTEN).fetchone()[0]
+                        row_ = db.execute(STORE_Q_ACK).fetchone()
+                        applied = json.loads(row_[0]).get("applied") if row_ and row_[0] else None
+                        store_samples.append((time.monotonic(), w, applied))
+                    except Exception as exc:  # noqa: BLE001 - recorded, polling goes on
+                        store_samples.append((time.monotonic(), None, repr(exc)[:200]))
+                    time.sleep(max(0.0, period - (time.monotonic() - t0)))
+                if db is not None:
+                    db.close()
+
+            sampler = threading.Thread(target=sample_loop, daemon=True)
+            sampler.start()
+            poller = None
+            if with_standby:
+                poller = threading.Thread(target=store_loop, daemon=True)
+                poller.start()
+            time.sleep(0.5)
+            for gen, name in ((0, "announce"), (1, "churn")):
+                ph: dict = {}
+                row["phases"][name] = ph
+                i0, j0 = len(samples), len(store_samples)
+                log(f"{tag}: {name}: {routes:,} routes, feed rate {rate or 'unpaced'}")
+                cpu0 = (cpu_seconds(act.pid), cpu_seconds(sb.pid) if sb is not None else None)
+                t_send = time.monotonic()
+                ev.send(cmd="send", rate=rate, gen=gen)
+                ev.wait("sending", 30)
+                t_sent = None
+                deadline = t_send + a.case_timeout
+                for _ in range(1_000_000):
+                    if act.poll() is not None:
+                        raise RuntimeError(f"fcrd exited with {act.returncode}")
+                    if ev.lost:
+                        ph["lost"] = ev.lost[:3]
+                    if spk.poll() is not None:
+                        raise RuntimeError(f"speaker exited with {spk.returncode}")
+                    summ = ctl(control, "bgp.summary", timeout=max(1.0, deadline - time.monotonic()))
+                    nb = {x["neighbor-address"]: x for x in summ["neighbors"]}
+                    done = (summ["rib"]["ipv4-unicast"] >= routes and all(
+                        nb[p]["messages"]["received"].get("update", 0) >= (gen + 1) * u for p, u in updates.items()))
+                    if done and expect_out:
+                        st = ev.status()
+                        done = all(st[i]["nlri"] >= (gen + 1) * c for i, c in expect_out.items())
+                    if done:
+                        break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{name}: not complete after {a.case_timeout} s")
+                    time.sleep(0.05)
+                t_done = time.monotonic()
+                for _ in range(600):
+                    t_sent = next((t for t in ev.sent if t >= t_send), None)
+                    if t_sent is not None:
+                        break
+                    time.sleep(0.1)
+                ph["ingest_s"] = round(t_done - t_send, 3)
+                cpu1 = (cpu_seconds(act.pid), cpu_seconds(sb.pid) if sb is not None else None)
+                ph["cpu_ingest_s"] = {"active": cpu1[0] - cpu0[0],  # CPU seconds while ingesting
+                                      "standby": None if cpu0[1] is None else cpu1[1] - cpu0[1]}
+                ph["last_update_sent_s"] = None if t_sent is None else round(t_sent - t_send, 3)
+                log(f"{tag}: {name}: FCR has it all after {ph['ingest_s']} s "
+                    f"(last UPDATE handed to the kernel at {ph['last_update_sent_s']} s)")
+                # settle: the active's journals empty and the standby at its written sequence
+                t_settle = time.monotonic()
+                settled = None
+                for _ in range(100_000 if with_standby else 0):
+                    # settled: an nsr.status of the active asked after fcrd had it all shows
+                    # nothing journaled, and a later poll of the store has the standby's ack
+                    # at the newest mirror record (not nsr.status' written: see the docs)
+                    time.sleep(0.1)
+                    fresh = [x for x in samples[i0:] if isinstance(x[6], float) and x[0] - x[6] / 2 >= t_done]
+                    if fresh and fresh[-1][2] == 0:
+                        t_q = fresh[-1][0] - fresh[-1][6] / 2
+                        polls = [x for x in store_samples[j0:] if x[0] >= t_q and isinstance(x[2], int)]
+                        if polls and polls[-1][1] is not None and polls[-1][2] >= polls[-1][1]:
+                            settled = time.monotonic() - t_settle
+                            break
+                    if time.monotonic() - t_settle > a.settle_timeout:
+                        break
+                time.sleep(1.0)  # a quiet second of samples after it
+                ph["settled_after_ingest_s"] = None if settled is None else round(settled, 3)
+                cpu2 = (cpu_seconds(act.pid), cpu_seconds(sb.pid) if sb is not None else None)
+                ph["cpu_phase_s"] = {"active": cpu2[0] - cpu0[0],  # ingest + settle + 1 s
+                                     "standby": None if cpu0[1] is None else cpu2[1] - cpu0[1]}
+                ph["status_active"] = ctl(control, "nsr.status").get("rib-mirror")
+                if with_standby:
+                    ph["status_standby"] = ctl(sb_control, "nsr.status").get("rib-mirror")
+                ph.update(lag_metrics(samples[i0:], t_send, t_sent, with_standby))
+                if with_standby:
+                    ph["store"] = store_lag(store_samples[j0:], t_send + ph["ingest_s"], t_sent)
+                log(f"{tag}: {name}: {json.dumps({k: v for k, v in ph.items() if k != 'lags'})}")
+            stop.set()
+            sampler.join(5)
+            after = {s["peer"]: s for s in ev.status()}
+            row["max_silence_s"] = round(max(s["max_gap"] for s in after.values()), 3)
+            row["problems"] = [f"{p}: {s[k]}" for p, s in after.items() for k in ("lost", "hold_expired") if s[k]]
+            row["rss_active_kib"] = proc_status(act.pid, "VmHWM")
+            row["rss_standby_kib"] = proc_status(sb.pid, "VmHWM") if sb is not None else None
+            if with_standby and a.churn_release:
+                # after the churn: a release to the standby (what the lag means for a switchover)
+                t0 = time.monotonic()
+                try:
+                    rel = ctl(control, "nsr.release", timeout=60, to="sb1")
+                    row["release_after"] = {"ok": True, "rpc_s": round(time.monotonic() - t0, 3),
+                                            "timing": rel.get("timing")}
+                    t1 = time.monotonic()
+                    adp = ctl(sb_control, "nsr.adopt", timeout=120)
+                    row["adopt_after"] = {"rpc_s": round(time.monotonic() - t1, 3), "timing": adp.get("timing"),
+                                          "peers": len(adp.get("peers", []))}
+                except Exception as exc:  # noqa: BLE001 - the result is the refusal
+                    row["release_after"] = {"ok": False, "rpc_s": round(time.monotonic() - t0, 3),
+                                            "error": str(exc)[:500]}
+                log(f"{tag}: release after the churn: {row['release_after']}")
+            row["status"] = "ok"
+            with contextlib.suppress(Exception):
+                ev.send(cmd="stop")
+            return row
+        except Exception as exc:  # noqa: BLE001 - reported as a failed row
+            log(f"{tag}: FAILED: {exc!r}")
+            row["error"] = repr(exc)[:500]
+            return row
+        finally:
+            stop.set()
+            row["samples"] = len(samples)
+            with contextlib.suppress(Exception):
+                (wd / "samples.json").write_text(json.dumps({"status": samples, "store": store_samples}))
+            for p in reversed(procs):
+                Host.stop_process(p)
+
+
+def wait_for(pred, timeout: float, what: str, proc: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    for _ in range(1_000_000):
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {proc.returncode}")
+        with contextlib.suppress(Exception):
+            v = pred()
+            if v:
+                return v
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not after {timeout} s")
+        time.sleep(0.1)
+    return None
+
+
+STORE_Q_WRITTEN = ("SELECT max(k.seq) FROM kv k JOIN namespaces n ON k.ns = n.id WHERE k.value IS NOT NULL AND "
+                   "(n.name IN ('nsr.ribdelta', 'nsr.ribbase') OR (n.name = 'nsr' AND k.key = 'mirror-writer'))")
+STORE_Q_ACK = "SELECT k.value FROM kv k JOIN namespaces n ON k.ns = n.id WHERE n.name = 'nsr' AND k.key = 'mirror/sb1'"
+
+
+def store_lag(samples: list[tuple], t_ingested: float, t_sent: float | None) -> dict:
+    """From the store polls of one phase: per mirror batch (a new highest mirror record in
+    the store), the time until the standby's ack covered it; and when the last batch was
+    written and acknowledged, after FCR had all the routes (``t_ingested``)."""
+    ok = [x for x in samples if x[1] is not None and isinstance(x[2], int)]
+    out: dict = {"polls": len(ok), "poll_errors": len(samples) - len(ok)}
+    if not ok:
+        return out
+    firsts: list[tuple[int, float]] = []
+    top = -1
+    for t, w, _a in ok:
+        if w > top:
+            top = w
+            firsts.append((w, t))
+    lags, never = [], 0
+    for w, tw in firsts:
+        hit = next((t for t, _w, ap in ok if ap >= w and t >= tw), None)
+        if hit is None:
+            never += 1
+        else:
+            lags.append((hit - tw) * 1000)
+    out["batches"] = len(firsts)
+    out["never_acked"] = never
+    if lags:
+        out["ack_lag_ms"] = {"median": statistics.median(lags), "p90": _pct(lags, 0.9), "max": max(lags)}
+    out["ack_lags"] = [round(x, 1) for x in lags]
+    w_final, t_wf = firsts[-1]
+    out["last_written_after_ingest_s"] = round(t_wf - t_ingested, 3)
+    t_ack = next((t for t, _w, ap in ok if ap >= w_final), None)
+    out["acked_after_ingest_s"] = None if t_ack is None else round(t_ack - t_ingested, 3)
+    if t_sent is not None and t_ack is not None:
+        out["acked_after_sent_s"] = round(t_ack - t_sent, 3)
+    behind = [ap for _t, w, ap in ok if ap < w]
+    out["polls_behind"] = len(behind)
+    return out
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def lag_metrics(samples: list[tuple], t_send: float, t_sent: float | None, standby: bool) -> dict:
+    """From the nsr.status samples of one phase (see run_churn): the standby's catch-up
+    after the feed's last UPDATE, and its time-lag behind the active's written sequence."""
+    ok = [s for s in samples if isinstance(s[6], float)]
+    out: dict = {"samples": len(ok), "sample_errors": len(samples) - len(ok)}
+    if not ok:
+        return out
+    call_a = [s[6] for s in ok]
+    out["status_call_ms_active"] = {"median": statistics.median(call_a) * 1000, "max": max(call_a) * 1000}
+    if not standby:  # (no standby: no writer, no rib-mirror in nsr.status)
+        return out
+    ok = [s for s in ok if s[1] is not None]
+    if not ok:
+        return out
+    w_final = ok[-1][1]
+    out["written_final"] = w_final
+    out["written_batches"] = len({s[1] for s in ok})
+    t_last_w = next((s[0] for s in ok if s[1] == w_final), None)
+    ref = t_sent if t_sent is not None else t_send
+    out["active_last_written_after_sent_s"] = None if t_last_w is None else round(t_last_w - ref, 3)
+    out["journaled_keys_max"] = max((s[2] or 0) for s in ok)
+    call_s = [s[7] for s in ok if s[7] is not None]
+    if call_s:
+        out["status_call_ms_standby"] = {"median": statistics.median(call_s) * 1000, "max": max(call_s) * 1000}
+    out["applied_final"] = ok[-1][4]
+    # (a) catch-up: the feed's last UPDATE sent -> the standby at the active's final
+    # written sequence with nothing journaled
+    caught = next((s for s in ok if s[4] is not None and s[4] >= w_final and s[2] == 0), None)
+    out["caught_up_after_sent_s"] = None if caught is None else round(caught[3] - ref, 3)
+    a_final = ok[-1][4]
+    t_af = next((s[3] for s in ok if s[4] == a_final), None)
+    out["standby_last_applied_after_sent_s"] = None if t_af is None else round(t_af - ref, 3)
+    # (b) time-lag: for each written value the active showed (first sample of it), when
+    # the standby's applied first reached it
+    firsts: dict[int, float] = {}
+    for s in ok:
+        if s[1] and s[1] not in firsts:
+            firsts[s[1]] = s[0]
+    lags, never = [], 0
+    for w, tw in sorted(firsts.items()):
+        hit = next((s[3] for s in ok if s[4] is not None and s[4] >= w), None)
+        if hit is None:
+            never += 1
+        else:
+            lags.append(max(0.0, hit - tw) * 1000)
+    out["lag_written_values"] = len(firsts)
+    out["lag_never_reached"] = never
+    if lags:
+        out["lag_ms"] = {"median": statistics.median(lags), "p90": _pct(lags, 0.9), "max": max(lags)}
+    out["lags"] = [round(x, 1) for x in lags]
+    # sequences: the largest gap (written - applied) seen in one sample pair
+    gaps = [s[1] - s[4] for s in ok if s[4] is not None]
+    out["max_seq_gap"] = max(gaps) if gaps else None
+    return out
 
 
 def fmt_ms(d: dict | None, key: str) -> str:
@@ -938,12 +1353,16 @@ def fmt_timing(t: dict) -> str:
     return ", ".join(f"{k} {v:.3f}" for k, v in t.items())
 
 
+def _t(d: dict, key: str) -> str:
+    return "-" if d.get(key) is None else f"{d[key]:.3f}"
+
+
 def table(results: list[dict]) -> str:
     """The markdown table of docs/performance.md ("NSR switchover")."""
     lines = [
         "| peers x routes | hold s | freeze ms median / max (aim <= 50) | new engine's first BGP msg ms max "
         "| box-side freeze ms | switchover s (aim <= 1) | total s | wait-ready s "
-        "| release: rib-snapshot / rib-written / frozen-at / released s "
+        "| release: rib-state / mirror-flushed / standby-synced / frozen-at / released s "
         "| adopt: records-read / sockets-restored / bgp-adopted / done s "
         "| longest silence of FCR s | VmHWM old / new MiB | sessions dropped |",
         "|---|---:|---|---:|---:|---:|---:|---:|---|---|---:|---|---|",
@@ -966,16 +1385,57 @@ def table(results: list[dict]) -> str:
             f"| {case} | {r['hold']} | {fmt_ms(fz, 'median')} / {fmt_ms(fz, 'max')}{ok_f} "
             f"| {fmt_ms(r.get('first_bgp_ms'), 'max')} | {r['box_freeze_ms']:.0f} "
             f"| {r['switchover_s']:.3f}{ok_s} | {r['total_s']:.3f} | {r['wait_ready_s']:.3f} "
-            f"| {rt['rib-snapshot']:.3f} / {rt['rib-written']:.3f} / {rt['frozen-at']:.3f} / {rt['released']:.3f} "
-            f"| {at['records-read']:.3f} / {at['sockets-restored']:.3f} / {at['bgp-adopted']:.3f} / {at['done']:.3f} "
+            f"| {_t(rt, 'rib-state')} / {_t(rt, 'mirror-flushed')} / {_t(rt, 'standby-synced')} "
+            f"/ {_t(rt, 'frozen-at')} / {_t(rt, 'released')} "
+            f"| {_t(at, 'records-read')} / {_t(at, 'sockets-restored')} / {_t(at, 'bgp-adopted')} / {_t(at, 'done')} "
             f"| {r['issu_max_silence_s']:.1f} | {r['rss_old_kib'] / 1024:.0f} / {r['rss_new_kib'] / 1024:.0f} "
             f"| {dropped} |")
     return "\n".join(lines)
 
 
+def churn_table(rows: list[dict]) -> str:
+    """The markdown table of the --churn cases (docs/performance.md, "NSR switchover")."""
+    lines = [
+        "| peers x routes | standby | phase | ingest s | active's last mirror batch in the store, s after "
+        "ingest | standby acked it, s after ingest | per batch: written to acked ms, median / p90 / max "
+        "(batches) | nsr.status: written to applied ms, median / max | journaled keys max "
+        "| longest silence of FCR s | VmHWM active / standby MiB |",
+        "|---|---|---|---:|---:|---:|---|---|---:|---:|---|",
+    ]
+
+    def f(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    for r in rows:
+        case = f"{r['peers']} x {r['routes']:,}"
+        sb = "yes" if r["standby"] else "no"
+        if r.get("status") != "ok":
+            lines.append(f"| {case} | {sb} | error: {r.get('error', '')[:100]} | | | | | | | | |")
+            continue
+        rss = f"{r['rss_active_kib'] / 1024:.0f} / " + (
+            f"{r['rss_standby_kib'] / 1024:.0f}" if r.get("rss_standby_kib") else "-")
+        for name, ph in r["phases"].items():
+            st = ph.get("store") or {}
+            lag = st.get("ack_lag_ms")
+            lag_s = "-" if not lag else (f"{lag['median']:.0f} / {lag['p90']:.0f} / {lag['max']:.0f} "
+                                         f"({st['batches']}"
+                                         + (f", {st['never_acked']} never" if st.get("never_acked") else "") + ")")
+            sl = ph.get("lag_ms")
+            sl_s = "-" if not sl else f"{sl['median']:.0f} / {sl['max']:.0f}"
+            jm = "-" if ph.get("journaled_keys_max") is None else f"{ph['journaled_keys_max']:,}"
+            acked = st.get("acked_after_ingest_s")
+            acked_s = f(acked) if acked is not None or not r["standby"] else "never"
+            lines.append(
+                f"| {case} | {sb} | {name} | {f(ph.get('ingest_s'))} "
+                f"| {f(st.get('last_written_after_ingest_s')) if r['standby'] else '-'} "
+                f"| {acked_s if r['standby'] else '-'} | {lag_s} | {sl_s} | {jm} "
+                f"| {r.get('max_silence_s', 0):.1f} | {rss} |")
+    return "\n".join(lines)
+
+
 def parse_cases(text: str) -> list[tuple[int, int]]:
     out = []
-    for part in text.split(","):
+    for part in filter(None, (x.strip() for x in text.split(","))):
         n, r = part.strip().lower().split("x")
         n, r = int(n), int(r)
         if not (1 <= n <= 1000 and n * feedmod.PREFIXES_PER_SET <= r <= 5_000_000):
@@ -996,9 +1456,23 @@ def main(argv=None) -> int:
         sp.add_argument("--table-peers", type=int, default=1)
         sp.add_argument("--filter", choices=("policy", "no-export"), default="policy")
         sp.add_argument("--active", action="store_true", help="connect to FCR (else: listen, FCR connects)")
+        sp.add_argument("--gens", type=int, default=1, help="feeds to build: 0 announces, 1.. churn")
         return cmd_speaker(sp.parse_args(argv[1:]))
     p = argparse.ArgumentParser(description="NSR switchover (ISSU) benchmark")
-    p.add_argument("--cases", default=DEFAULT_CASES, help=f"peers x routes, comma separated ({DEFAULT_CASES})")
+    p.add_argument("--cases", default=None,
+                   help=f"peers x routes, comma separated (default {DEFAULT_CASES}; none with --churn)")
+    p.add_argument("--churn", default="",
+                   help="peers x routes, comma separated: RIB-mirror lag cases (see the module doc); each runs "
+                        "twice, without and with a standby")
+    p.add_argument("--churn-rate", type=float, default=-1,
+                   help="--churn: routes per second all speakers together send (default: unpaced)")
+    p.add_argument("--sample-ms", type=float, default=20.0, help="--churn: nsr.status sampling period")
+    p.add_argument("--store-poll-ms", type=float, default=10.0,
+                   help="--churn: period of the read-only polls of the checkpoint store (SQLite)")
+    p.add_argument("--settle-timeout", type=float, default=30.0,
+                   help="--churn: seconds to wait, after FCR has the routes, for the standby to catch up")
+    p.add_argument("--no-churn-release", dest="churn_release", action="store_false",
+                   help="--churn: no release to the standby after the churn")
     p.add_argument("--table-peers", type=int, default=1,
                    help="how many peers get FCR's table (the others get nothing: see --filter)")
     p.add_argument("--probe-ms", type=float, default=0,
@@ -1020,7 +1494,8 @@ def main(argv=None) -> int:
     p.add_argument("--post-capture", type=float, default=1.0, help="seconds captured after the old fcrd exits")
     args = p.parse_args(argv)
     try:
-        args.cases = parse_cases(args.cases)
+        args.cases = parse_cases(args.cases if args.cases is not None else "" if args.churn else DEFAULT_CASES)
+        args.churn = parse_cases(args.churn)
     except ValueError as exc:
         p.error(str(exc))
     args.command = " ".join(shlex.quote(x) for x in [".venv/bin/python", "bench/nsr_switchover.py", *argv])
@@ -1045,13 +1520,18 @@ def main(argv=None) -> int:
                          capture_output=True, text=True).stdout.strip()
     out = {"command": args.command, "git": git, "nproc": os.cpu_count(), "kernel": os.uname().release,
            "python": sys.version.split()[0], "seconds": round(time.monotonic() - t0, 1),
-           "results": bench.results}
+           "results": bench.results, "churn": bench.churn}
     (bench.rundir / "results.json").write_text(json.dumps(out, indent=1))
     print()
-    print(table(bench.results))
-    print(f"\n{len(bench.results)} cases in {out['seconds']} s (git {git}); "
+    if bench.results:
+        print(table(bench.results))
+    if bench.churn:
+        print()
+        print(churn_table(bench.churn))
+    print(f"\n{len(bench.results)} + {len(bench.churn)} cases in {out['seconds']} s (git {git}); "
           f"logs, captures and results.json: {bench.rundir}")
-    return 0 if all(r.get("status") == "ok" and not r.get("dropped") for r in bench.results) else 1
+    return 0 if all(r.get("status") == "ok" and not r.get("dropped") and not r.get("problems")
+                    for r in [*bench.results, *bench.churn]) else 1
 
 
 if __name__ == "__main__":
