@@ -392,6 +392,10 @@ class NsrAgent:
                     return  # stopped (an adopt took the RIBs as they are)
                 since = ch.seq
                 if ch.value is None:
+                    # a delta every standby applied, deleted: nothing to do, but the active
+                    # engine's last write (its ``written``) may end with such deletes
+                    if ch.ns in (NS_DELTA, NS_BASE):
+                        self._mirror_applied = ch.seq
                     continue
                 if ch.ns == NS_DELTA:
                     self._reader.apply_delta(ch.value)
