@@ -5,10 +5,11 @@ Adj-RIB-In after import policy) and what it holds from us (the *sent* map of its
 Adj-RIB-Out). Everything else (Loc-RIB, FIB, exports queued but not sent) follows from
 them and the configuration, which both engines share (the switchover checks the digest).
 
-The active engine keeps a journal in each Adj-RIB (the keys that changed, one C-level set
-update per UPDATE) and ``MirrorWriter`` turns the journals into *deltas* a few times a
-second: the current entry of each changed key, grouped by path, prefixes packed as
-in checkpoint.py. A neighbor whose journal is not the writer's (the mirror was just
+The active engine keeps a journal in each Adj-RIB (changed keys with their new entry, one
+C-level dict update per UPDATE) and ``MirrorWriter`` turns the journals into *deltas* a few
+times a second: the changed prefixes packed as in checkpoint.py and, per prefix, the number
+of its new path or exported attribute set (attribute sets numbered once, defined in the
+first delta that uses them). A neighbor whose journal is not the writer's (the mirror was just
 started, a standby asked for a fresh copy, or its RIB object was replaced) gets a
 *base* instead: its whole state. ``MirrorReader`` applies bases and deltas, in the order
 they were written, to the standby's own Speaker: its Adj-RIBs-In, its Loc-RIB (so the
@@ -21,14 +22,17 @@ No I/O here: appliance/nsr/agent.py carries the records through the checkpoint s
 
 from __future__ import annotations
 
+import sys
+from array import array
 from collections.abc import Callable, Iterable
+from itertools import islice
 from typing import Any
 
 from ..bgp.family import AfiSafi
 from ..bgp.packet.pathattrs import PathAttributes
 from ..bgp.rib.adj_in import AdjRibIn
 from ..bgp.rib.checkpoint import (
-    PathWriter,
+    Journal,
     attrs_from_plain,
     attrs_to_plain,
     family_from_text,
@@ -40,6 +44,7 @@ from ..bgp.rib.checkpoint import (
 from ..bgp.rib.path import Path, PeerSource
 
 DELTA_KEYS = 50_000   # changed keys per delta: bounds the event loop's time per delta
+ATTR_IDS = 200_000    # attribute sets numbered before the numbering starts over (memory bound)
 
 
 class MirrorWriter:
@@ -47,8 +52,15 @@ class MirrorWriter:
 
     def __init__(self, speaker: Any) -> None:
         self.sp = speaker
-        self._jin: dict[str, dict[AfiSafi, set[bytes]]] = {}
-        self._jout: dict[str, dict[AfiSafi, set[bytes]]] = {}
+        self._jin: dict[str, Journal] = {}
+        self._jout: dict[str, Journal] = {}
+        # Attribute sets are numbered once and defined to the readers in the delta that first
+        # uses them ("attrs-new"): converting one to plain data costs microseconds, and a
+        # table has far fewer attribute sets than prefixes. Cleared (and the readers told:
+        # "attrs-reset") after ATTR_IDS, and when a standby starts from a base.
+        self._attr_ids: dict[PathAttributes, int] = {}
+        self._attr_next = 0
+        self._attr_reset = True
 
     def stop(self) -> None:
         """No standby any more: take the journals out (they would grow without a reader)."""
@@ -64,6 +76,8 @@ class MirrorWriter:
         """A standby wants a whole copy: every neighbor gets a base next."""
         self._jin.clear()
         self._jout.clear()
+        self._attr_ids.clear()
+        self._attr_reset = True
 
     def needs_base(self) -> list[str]:
         out = []
@@ -80,8 +94,8 @@ class MirrorWriter:
     def base(self, key: str) -> dict[str, Any]:
         """The neighbor's whole mirrored state; its journals start empty from here."""
         ribs = self.sp.ribs[key]
-        jin: dict[AfiSafi, set[bytes]] = {}
-        jout: dict[AfiSafi, set[bytes]] = {}
+        jin: Journal = {}
+        jout: Journal = {}
         ribs.adj_in.journal = self._jin[key] = jin
         ribs.adj_out.journal = self._jout[key] = jout
         attrs_index: dict[PathAttributes, int] = {}
@@ -100,8 +114,32 @@ class MirrorWriter:
 
     def delta(self, limit: int = DELTA_KEYS) -> dict[str, Any] | None:
         """Up to ``limit`` changed keys (the rest stays journaled), or None when none."""
-        paths = PathWriter()
-        attrs_index: dict[PathAttributes, int] = {}
+        if len(self._attr_ids) >= ATTR_IDS:
+            self._attr_ids.clear()
+            self._attr_reset = True
+        ids = self._attr_ids
+        new_attrs: list[list[Any]] = []
+
+        def attr_id(a: PathAttributes) -> int:
+            i = ids.get(a)
+            if i is None:
+                i = ids[a] = self._attr_next
+                self._attr_next += 1
+                new_attrs.append([i, attrs_to_plain(a)])
+            return i
+
+        sources: dict[PeerSource, int] = {}
+        path_index: dict[Path, int] = {}
+        path_rows: list[list[int]] = []
+
+        def path_id(p: Path) -> int:
+            i = path_index.get(p)
+            if i is None:
+                si = sources.setdefault(p.source, len(sources))
+                i = path_index[p] = len(path_rows)
+                path_rows.append([si, attr_id(p.attrs)])
+            return i
+
         peers: dict[str, Any] = {}
         budget = limit
         for key, jin in self._jin.items():
@@ -111,14 +149,13 @@ class MirrorWriter:
             if ribs is None or ribs.adj_in.journal is not jin:
                 continue  # replaced: needs_base() has it
             entry: dict[str, Any] = {}
-            changes, used = _journal_changes(jin, ribs.adj_in.mapping, paths.index, budget)
+            changes, used = _journal_changes(jin, ribs.adj_in.mapping, path_id, budget)
             budget -= used
             if changes:
                 entry["in"] = changes
             jout = self._jout.get(key)
             if jout is not None and ribs.adj_out.journal is jout and budget > 0:
-                changes, used = _journal_changes(jout, ribs.adj_out.sent_table,
-                                                 lambda a: attrs_index.setdefault(a, len(attrs_index)), budget)
+                changes, used = _journal_changes(jout, ribs.adj_out.sent_table, attr_id, budget)
                 budget -= used
                 if changes:
                     entry["out"] = changes
@@ -126,43 +163,55 @@ class MirrorWriter:
                 peers[key] = entry
         if not peers:
             return None
-        return {"paths": paths.to_dict(), "attrs": [attrs_to_plain(a) for a in attrs_index], "peers": peers}
+        d = {"sources": [s.to_dict() for s in sources], "paths": path_rows, "attrs-new": new_attrs,
+             "peers": peers}
+        if self._attr_reset:
+            d["attrs-reset"] = True
+            self._attr_reset = False
+        return d
 
 
-def _journal_changes(journal: dict[AfiSafi, set[bytes]], table_of: Callable[[AfiSafi], dict],
+def _journal_changes(journal: Journal, table_of: Callable[[AfiSafi], dict],
                      index_of: Callable[[Any], int], budget: int) -> tuple[dict[str, Any], int]:
-    """Take up to ``budget`` keys out of ``journal``: per family, the taken keys' current
-    entries grouped by value (``set``: [[index_of(value), packed keys]]) and the keys whose
-    entry is gone (``del``). Returns them and how many keys were taken."""
+    """Take up to ``budget`` entries out of ``journal``: per family the keys (``keys``,
+    packed) and, per key, the number ``index_of`` gives its new entry, -1 when it is gone
+    (``idx``, int32 little-endian). Per key only C-level work: the entries were journaled
+    with the change, and the numbering runs once per distinct entry."""
     out: dict[str, Any] = {}
     used = 0
     for fam in list(journal):
         if used >= budget:
             break
-        ks = _take(journal, fam, budget - used)
-        used += len(ks)
-        table = table_of(fam)
-        groups: dict[Any, list[bytes]] = {}
-        gone = []
-        for k in ks:
-            v = table.get(k)
-            if v is None:
-                gone.append(k)
-            elif v in groups:
-                groups[v].append(k)
-            else:
-                groups[v] = [k]
-        out[family_to_text(fam)] = {"set": [[index_of(v), pack_keys(g)] for v, g in groups.items()],
-                                    "del": pack_keys(gone)}
+        keys, vals = _take(journal, fam, budget - used)
+        used += len(keys)
+        numbers: dict[Any, int] = {None: -1}
+        for v in set(vals):  # distinct entries (Paths, attributes): few
+            if v is not None:
+                numbers[v] = index_of(v)
+        idx = array("i", map(numbers.__getitem__, vals))
+        if sys.byteorder != "little":
+            idx.byteswap()
+        out[family_to_text(fam)] = {"keys": pack_keys(keys), "idx": idx.tobytes().hex()}
     return out, used
 
 
-def _take(journal: dict[AfiSafi, set[bytes]], fam: AfiSafi, n: int) -> list[bytes]:
-    s = journal[fam]
-    if len(s) <= n:
+def _take(journal: Journal, fam: AfiSafi, n: int) -> tuple[list[bytes], list[Any]]:
+    d = journal[fam]
+    if len(d) <= n:
         del journal[fam]
-        return list(s)
-    return [s.pop() for _ in range(n)]
+        return list(d), list(d.values())
+    keys = list(islice(d, n))
+    vals = list(islice(d.values(), n))
+    for k in keys:
+        del d[k]
+    return keys, vals
+
+
+def _unpack_changes(ch: dict[str, Any]) -> tuple[list[bytes], list[int]]:
+    idx = array("i", bytes.fromhex(ch["idx"]))
+    if sys.byteorder != "little":
+        idx.byteswap()
+    return unpack_keys(ch["keys"]), idx.tolist()
 
 
 class MirrorReader:
@@ -174,6 +223,7 @@ class MirrorReader:
         # per neighbor, the distinct attribute objects of its sent map (see
         # AdjRibOut.continue_from: they become the peer's canonical exported attributes)
         self._attrs: dict[str, dict[PathAttributes, PathAttributes]] = {}
+        self._attrs_by_id: dict[int, PathAttributes] = {}  # the writer's numbering
 
     def interned(self, key: str) -> Iterable[PathAttributes]:
         return self._attrs.get(key, {}).values()
@@ -225,14 +275,18 @@ class MirrorReader:
 
     def apply_delta(self, d: dict[str, Any]) -> None:
         sp = self.sp
-        sources: dict[int, PeerSource | None] = {}
-        raw_sources = d["paths"]["sources"]
-        for i, s in enumerate(raw_sources):
-            sources[i] = self._canon_source(s)
-        attrs_list = [attrs_from_plain(a) for a in d["paths"]["attrs"]]
-        paths = [None if sources[si] is None else sp.interner.get(sources[si], attrs_list[ai])
-                 for si, ai in d["paths"]["paths"]]
-        out_attrs = [attrs_from_plain(a) for a in d.get("attrs", [])]
+        by_id = self._attrs_by_id
+        if d.get("attrs-reset"):
+            by_id.clear()
+        for i, plain in d.get("attrs-new", ()):
+            by_id[i] = attrs_from_plain(plain)
+        sources = [self._canon_source(s) for s in d["sources"]]
+        # an attribute number this reader never saw was defined before it started
+        # following: that neighbor's base, which comes next, replaces the entry
+        paths: list[Path | None] = []
+        for si, ai in d["paths"]:
+            src, a = sources[si], by_id.get(ai)
+            paths.append(None if src is None or a is None else sp.interner.get(src, a))
         for key, entry in d["peers"].items():
             ribs = sp.ribs.get(key)
             if ribs is None:
@@ -242,26 +296,38 @@ class MirrorReader:
                 self._apply_in(key, ribs, fam, ch, paths)
             for fam_text, ch in entry.get("out", {}).items():
                 table = ribs.adj_out.sent_table(family_from_text(fam_text))
-                for k in unpack_keys(ch.get("del", "")):
-                    table.pop(k, None)
-                for ai, packed in ch.get("set", []):
-                    a = self._canon_attrs(key, out_attrs[ai])
-                    table.update(dict.fromkeys(unpack_keys(packed), a))
+                keys, idx = _unpack_changes(ch)
+                canon = {i: self._canon_attrs(key, by_id[i]) for i in set(idx) if i in by_id}
+                for k, i in zip(keys, idx, strict=True):
+                    a = canon.get(i)
+                    if a is None:
+                        table.pop(k, None)  # withdrawn (or defined before we followed)
+                    else:
+                        table[k] = a
 
     def _apply_in(self, key: str, ribs: Any, fam: AfiSafi, ch: dict[str, Any], paths: list[Path | None]) -> None:
         # the Loc-RIB keeps one candidate per neighbor (by address): a path of another
         # source object of the same neighbor (an earlier session) is replaced, not added
         loc = self.sp.loc_rib[fam]
-        gone = unpack_keys(ch.get("del", ""))
+        keys, idx = _unpack_changes(ch)
+        gone: list[bytes] = []
+        groups: dict[int, list[bytes]] = {}
+        for k, i in zip(keys, idx, strict=True):
+            if i < 0:
+                gone.append(k)
+            elif i in groups:
+                groups[i].append(k)
+            else:
+                groups[i] = [k]
         if gone:
             removed = ribs.adj_in.withdraw(fam, gone)
             if removed:
                 loc.withdraw(key, removed)
-        for pi, packed in ch.get("set", []):
-            path = paths[pi]
+        for i, ks in groups.items():
+            path = paths[i]
             if path is None:
-                continue
-            changed = ribs.adj_in.announce(fam, path, unpack_keys(packed))
+                continue  # defined before this reader followed: the neighbor's base follows
+            changed = ribs.adj_in.announce(fam, path, ks)
             if changed:
                 loc.announce(path, changed)
 

@@ -100,12 +100,13 @@ def test_standby_ends_with_the_same_ribs(program, limit):
                 active.loc_rib[IPV4_UNICAST].withdraw(r.source, removed)
         elif op == "send":   # what _take does when it sends
             sent = r.adj_out.sent_table(IPV4_UNICAST)
-            sent.update(dict.fromkeys(keys, attr_set(a + 10)))
-            r.adj_out._note(IPV4_UNICAST, keys)
+            exp = attr_set(a + 10)
+            sent.update(dict.fromkeys(keys, exp))
+            r.adj_out._note(IPV4_UNICAST, keys, exp)
         elif op == "unsend":
             sent = r.adj_out.sent_table(IPV4_UNICAST)
             gone = [k for k in keys if sent.pop(k, None) is not None]
-            r.adj_out._note(IPV4_UNICAST, gone)
+            r.adj_out._note(IPV4_UNICAST, gone, None)
         elif op == "down":   # session down: everything of the neighbor goes
             for fam, removed in r.adj_in.clear().items():
                 active.loc_rib[fam].withdraw(r.source, removed)
@@ -285,8 +286,9 @@ def test_mirror_through_each_store(make_store):  # noqa: F811 - the imported fix
             if removed:
                 active.loc_rib[IPV4_UNICAST].withdraw(r.source, removed)
         elif what < 0.9:
-            r.adj_out.sent_table(IPV4_UNICAST).update(dict.fromkeys(keys, attr_set(rnd.randrange(3))))
-            r.adj_out._note(IPV4_UNICAST, keys)
+            exp = attr_set(rnd.randrange(3))
+            r.adj_out.sent_table(IPV4_UNICAST).update(dict.fromkeys(keys, exp))
+            r.adj_out._note(IPV4_UNICAST, keys, exp)
         elif what < 0.97:
             flush()
             if rnd.random() < 0.7:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..family import AfiSafi
 from .checkpoint import (
+    Journal,
     PathWriter,
     family_from_text,
     family_to_text,
@@ -40,12 +41,12 @@ class AdjRibIn:
     def __init__(self) -> None:
         self._tables: dict[AfiSafi, dict[bytes, Path]] = {}
         self._stale: dict[AfiSafi, set[bytes]] = {}
-        # family -> keys whose entry changed since the NSR mirror last looked (None: no
-        # mirror; appliance/nsr/ribmirror.py). One C-level set update per call.
-        self.journal: dict[AfiSafi, set[bytes]] | None = None
+        # family -> {key: new entry (None: gone)} since the NSR mirror last looked (None:
+        # no mirror; appliance/nsr/ribmirror.py). One C-level dict update per call.
+        self.journal: Journal | None = None
 
-    def _note(self, family: AfiSafi, keys: Iterable[bytes]) -> None:
-        note_keys(self.journal, family, keys)
+    def _note(self, family: AfiSafi, keys: Iterable[bytes], value: Path | None) -> None:
+        note_keys(self.journal, family, keys, value)
 
     # -- updates ---------------------------------------------------------------
     def announce(self, family: AfiSafi, path: Path, keys: Iterable[bytes]) -> list[bytes]:
@@ -69,7 +70,7 @@ class AdjRibIn:
             if changed:
                 table.update(dict.fromkeys(changed, path))
         if self.journal is not None and changed:
-            self._note(family, changed)
+            self._note(family, changed, path)
         return changed
 
     def withdraw(self, family: AfiSafi, keys: Iterable[bytes]) -> list[bytes]:
@@ -83,7 +84,7 @@ class AdjRibIn:
         if stale and removed:
             stale.difference_update(removed)
         if self.journal is not None and removed:
-            self._note(family, removed)
+            self._note(family, removed, None)
         return removed
 
     def clear(self, family: AfiSafi | None = None) -> dict[AfiSafi, list[bytes]]:
@@ -95,7 +96,7 @@ class AdjRibIn:
             self._stale.pop(fam, None)
             if table:
                 removed[fam] = list(table)
-                self._note(fam, table)
+                self._note(fam, table, None)
         return removed
 
     # -- graceful restart (helper mode) -----------------------------------------
@@ -119,7 +120,7 @@ class AdjRibIn:
         pop = table.pop
         removed = [k for k in stale if pop(k, None) is not None]
         if removed:
-            self._note(family, removed)
+            self._note(family, removed, None)
         return removed
 
     def is_stale(self, family: AfiSafi, key: bytes) -> bool:

@@ -28,6 +28,7 @@ from typing import Any
 from ..family import AfiSafi
 from ..packet.pathattrs import PathAttributes
 from .checkpoint import (
+    Journal,
     PathWriter,
     attrs_from_plain,
     attrs_to_plain,
@@ -79,12 +80,12 @@ class AdjRibOut:
         self._full: dict[AfiSafi, _FullTable] = {}
         # family -> End-of-RIB goes out once this pending key is sent (None: at once)
         self._eor: dict[AfiSafi, bytes | None] = {}
-        # family -> keys whose sent entry changed since the NSR mirror last looked
-        # (None: no mirror; appliance/nsr/ribmirror.py)
-        self.journal: dict[AfiSafi, set[bytes]] | None = None
+        # family -> {key: new sent entry (None: withdrawn)} since the NSR mirror last
+        # looked (None: no mirror; appliance/nsr/ribmirror.py)
+        self.journal: Journal | None = None
 
-    def _note(self, family: AfiSafi, keys: Iterable[bytes]) -> None:
-        note_keys(self.journal, family, keys)
+    def _note(self, family: AfiSafi, keys: Iterable[bytes], value: PathAttributes | None) -> None:
+        note_keys(self.journal, family, keys, value)
 
     # -- queueing ----------------------------------------------------------------
     def enqueue(self, family: AfiSafi, key: bytes, best: Path | None) -> None:
@@ -150,7 +151,7 @@ class AdjRibOut:
         """Session down: the peer holds nothing from us any more."""
         if self.journal is not None:
             for fam, sent in self._sent.items():
-                self._note(fam, sent)
+                self._note(fam, sent, None)
         self._sent.clear()
         self._pending.clear()
         self._full.clear()
@@ -293,12 +294,12 @@ class AdjRibOut:
         groups: dict[PathAttributes, list[bytes]] = {}
         journal = self.journal
         if journal is not None and withdrawn:
-            self._note(family, withdrawn)
+            self._note(family, withdrawn, None)
         for exp, keys in [*by_path.values(), *by_attrs.items()]:
             if keys and exp is not None:
                 sent.update(zip(keys, repeat(exp)))
                 if journal is not None:
-                    self._note(family, keys)
+                    self._note(family, keys, exp)
                 g = groups.get(exp)
                 if g is None:
                     groups[exp] = keys

@@ -9,21 +9,26 @@ a 1M-prefix table is a few megabytes and no per-prefix objects in the dump.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import repeat
 from typing import Any
 
 from ..family import AfiSafi
 from ..packet.pathattrs import PathAttributes
 from .path import Path, PathInterner, PeerSource
 
+Journal = dict[AfiSafi, dict[bytes, Any]]
 
-def note_keys(journal: dict[AfiSafi, set[bytes]] | None, family: AfiSafi, keys: Iterable[bytes]) -> None:
-    """Record changed keys in an NSR mirror journal (appliance/nsr/ribmirror.py), if any."""
+
+def note_keys(journal: Journal | None, family: AfiSafi, keys: Iterable[bytes], value: Any) -> None:
+    """Record changed keys with their new entry (None: gone) in an NSR mirror journal
+    (appliance/nsr/ribmirror.py), if any: one C-level dict update; a key changed again
+    before the mirror looks costs nothing more."""
     if journal is not None:
-        s = journal.get(family)
-        if s is None:
-            journal[family] = set(keys)
+        d = journal.get(family)
+        if d is None:
+            journal[family] = dict(zip(keys, repeat(value)))
         else:
-            s.update(keys)
+            d.update(zip(keys, repeat(value)))
 
 
 def family_to_text(family: AfiSafi) -> str:
