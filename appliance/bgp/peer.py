@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import ipaddress
 import logging
 import os
@@ -312,6 +313,16 @@ class Peer:
             return None
         local, remote = t.get_extra_info("sockname"), t.get_extra_info("peername")
         return (local[0], local[1], remote[0], remote[1])
+
+    def flush_acks(self) -> None:
+        """Have the kernel send a delayed ACK it owes the peer now (TCP_QUICKACK): a session
+        whose reads are paused is ACKed on the delayed-ACK timer, so the peer's silence at a
+        switchover would begin up to that timer before the freeze."""
+        t = self._primary.transport
+        sock = t.get_extra_info("socket") if t is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
     @property
     def fsm(self) -> Fsm:

@@ -543,6 +543,8 @@ class NsrAgent:
         tuples = [sp.peers[k].four_tuple for k in keys]
         lock = netlock.NetLock(tuples)
         if tuples:
+            for k in keys:
+                sp.peers[k].flush_acks()
             await asyncio.get_running_loop().run_in_executor(None, lock.acquire)
         t_freeze = time.monotonic()
         detached: dict[str, tuple[socket.socket, dict, tcp_repair.TcpState]] = {}
@@ -722,12 +724,13 @@ class NsrAgent:
         keys = list(ho.get("peers", []))
 
         def read_all() -> dict[str, dict]:
+            got = {r.key: r.value for r in st.scan(NS_SESSION)}  # one query, not one per session
             out = {}
             for k in keys:
-                s = st.get(NS_SESSION, k)
-                if s is None or s.value.get("epoch") != lease.epoch:
+                s = got.get(k)
+                if s is None or s.get("epoch") != lease.epoch:
                     raise SwitchoverRefused(f"{k}: no checkpoint of epoch {lease.epoch}")
-                out[k] = s.value
+                out[k] = s
             return out
 
         recs = await self._call(read_all)
