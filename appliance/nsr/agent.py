@@ -285,6 +285,7 @@ class NsrAgent:
             await asyncio.sleep(0)  # keepalives and reads between two deltas
         for key in w.needs_base():
             records.append((NS_BASE, key, w.base(key)))
+            await asyncio.sleep(0)  # one neighbor's table at a time: keepalives in between
         if wanted:
             self._served = [*self._served, *sorted(wanted)][-16:]
             records.append((NS, "mirror-writer", {"engine-id": self.engine_id, "epoch": lease.epoch,
