@@ -91,6 +91,11 @@ log = logging.getLogger("fcr.bgp")
 
 SHUTDOWN_FLUSH_TIMEOUT = 1.0
 WRITE_HIGH_WATER = 256 * 1024
+# Bytes one read takes from the kernel (asyncio's own is 256 KiB). Each read is framed and
+# processed in one callback and timers run only between loop iterations, so with several
+# peers sending full tables the read size bounds how late a KEEPALIVE can be: at 256 KiB
+# (about 35,000 routes a read) ten busy peers delayed ours by over 2 s.
+READ_MAX = 64 * 1024
 _TYPE_NAMES = {
     MsgType.OPEN: "open",
     MsgType.UPDATE: "update",
@@ -196,6 +201,8 @@ class _Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)  # type: ignore[attr-defined]
+        if hasattr(transport, "max_size"):  # the selector transport's recv() size
+            transport.max_size = READ_MAX  # type: ignore[attr-defined]
         hooks = getattr(self.peer.listener, "nsr_hooks", None)
         if hooks is not None:
             hooks.connection_made(self, transport)

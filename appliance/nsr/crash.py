@@ -63,6 +63,7 @@ import uuid
 from typing import Any
 
 from ..addr import canonical_ip as _norm
+from ..bgp.peer import READ_MAX
 from ..log import log_event
 from . import netlock, tcp_repair
 from .holder import HolderClient, HolderError, spawn
@@ -80,7 +81,7 @@ _TCP_INFO_LEN = 136
 TCP_ESTABLISHED = 1
 
 HEADER_LEN = 19
-PEEK_MAX = 256 * 1024     # as asyncio's own read size
+PEEK_MAX = READ_MAX       # as a plain connection's read size (appliance/bgp/peer.py)
 _SCRATCH = bytearray(PEEK_MAX)  # MSG_TRUNC discards: nothing is ever copied into it
 
 TXLOG_MAGIC = b"FCRTXLG2"
