@@ -149,13 +149,13 @@ class MirrorWriter:
             if ribs is None or ribs.adj_in.journal is not jin:
                 continue  # replaced: needs_base() has it
             entry: dict[str, Any] = {}
-            changes, used = _journal_changes(jin, ribs.adj_in.mapping, path_id, budget)
+            changes, used = _journal_changes(jin, path_id, budget)
             budget -= used
             if changes:
                 entry["in"] = changes
             jout = self._jout.get(key)
             if jout is not None and ribs.adj_out.journal is jout and budget > 0:
-                changes, used = _journal_changes(jout, ribs.adj_out.sent_table, attr_id, budget)
+                changes, used = _journal_changes(jout, attr_id, budget)
                 budget -= used
                 if changes:
                     entry["out"] = changes
@@ -171,8 +171,8 @@ class MirrorWriter:
         return d
 
 
-def _journal_changes(journal: Journal, table_of: Callable[[AfiSafi], dict],
-                     index_of: Callable[[Any], int], budget: int) -> tuple[dict[str, Any], int]:
+def _journal_changes(journal: Journal, index_of: Callable[[Any], int],
+                     budget: int) -> tuple[dict[str, Any], int]:
     """Take up to ``budget`` entries out of ``journal``: per family the keys (``keys``,
     packed) and, per key, the number ``index_of`` gives its new entry, -1 when it is gone
     (``idx``, int32 little-endian). Per key only C-level work: the entries were journaled

@@ -143,10 +143,6 @@ class AdjRibIn:
     def items(self, family: AfiSafi) -> Iterator[tuple[bytes, Path]]:
         return iter(self._tables.get(family, {}).items())
 
-    def mapping(self, family: AfiSafi) -> dict[bytes, Path]:
-        """The family's table itself, read-only by contract (the NSR mirror reads it)."""
-        return self._tables.get(family) or {}
-
     def get(self, family: AfiSafi, key: bytes) -> Path | None:
         table = self._tables.get(family)
         return table.get(key) if table else None
