@@ -220,16 +220,20 @@ class MirrorReader:
     def __init__(self, speaker: Any) -> None:
         self.sp = speaker
         self.based: set[str] = set()
-        # per neighbor, the distinct attribute objects of its sent map (see
-        # AdjRibOut.continue_from: they become the peer's canonical exported attributes)
-        self._attrs: dict[str, dict[PathAttributes, PathAttributes]] = {}
-        self._attrs_by_id: dict[int, PathAttributes] = {}  # the writer's numbering
+        # the writer's attribute numbering: one object per number, so the sent maps share
+        # objects (AdjRibOut.continue_from makes them the peer's canonical attributes)
+        self._attrs_by_id: dict[int, PathAttributes] = {}
 
     def interned(self, key: str) -> Iterable[PathAttributes]:
-        return self._attrs.get(key, {}).values()
-
-    def _canon_attrs(self, key: str, a: PathAttributes) -> PathAttributes:
-        return self._attrs.setdefault(key, {}).setdefault(a, a)
+        """The distinct attribute objects of the neighbor's sent maps (C-level, at adopt:
+        nothing per neighbor is kept for it while the mirror runs)."""
+        ribs = self.sp.ribs.get(key)
+        if ribs is None:
+            return ()
+        out: set[PathAttributes] = set()
+        for fam in ribs.adj_out.sent_families():
+            out.update(ribs.adj_out.sent_table(fam).values())
+        return out
 
     def _canon_source(self, d: dict[str, Any]) -> PeerSource | None:
         """One PeerSource object per neighbor (the RIBs compare sources by identity)."""
@@ -256,7 +260,7 @@ class MirrorReader:
             loc = sp.loc_rib[fam]
             for path, keys in group_by_path(adj_in.items(fam)).items():
                 loc.announce(path, keys)
-        attrs = [self._canon_attrs(key, attrs_from_plain(a)) for a in d.get("attrs", [])]
+        attrs = [attrs_from_plain(a) for a in d.get("attrs", [])]
         for fam_text, groups in d.get("sent", {}).items():
             table = ribs.adj_out.sent_table(family_from_text(fam_text))
             for ai, packed in groups:
@@ -270,7 +274,6 @@ class MirrorReader:
         for fam, removed in ribs.adj_in.clear().items():
             sp.loc_rib[fam].withdraw(key, removed)
         ribs.adj_out.clear()
-        self._attrs.pop(key, None)
         self.based.discard(key)
 
     def apply_delta(self, d: dict[str, Any]) -> None:
@@ -297,7 +300,7 @@ class MirrorReader:
             for fam_text, ch in entry.get("out", {}).items():
                 table = ribs.adj_out.sent_table(family_from_text(fam_text))
                 keys, idx = _unpack_changes(ch)
-                canon = {i: self._canon_attrs(key, by_id[i]) for i in set(idx) if i in by_id}
+                canon = {i: by_id[i] for i in set(idx) if i in by_id}
                 for k, i in zip(keys, idx, strict=True):
                     a = canon.get(i)
                     if a is None:
