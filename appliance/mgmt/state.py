@@ -104,7 +104,7 @@ def nsr_state(status: dict[str, Any] | None, *, configured_role: str = "standalo
     st["store-connected"] = connected
     if not connected and status.get("store-error"):
         st["store-error"] = str(status["store-error"])
-    standbys: list[dict[str, Any]] = []
+    standbys: list[tuple[dict[str, Any], bool]] = []
     seen: set[str] = set()
     for rec in status.get("standbys") or []:
         eid = rec.get("engine-id")
@@ -114,17 +114,22 @@ def nsr_state(status: dict[str, Any] | None, *, configured_role: str = "standalo
         entry: dict[str, Any] = {"engine-id": str(eid), "fresh": bool(rec.get("fresh")),
                                  "ready": bool(rec.get("ready")),
                                  "synchronized": bool(rec.get("synchronized"))}
+        # same configuration, its copy of the RIBs still catching up (docs/nsr.md, RIB mirror)
+        catching_up = (rec.get("config-synchronized") is True
+                       and (rec.get("rib-mirror") or {}).get("synced") is False)
         if rec.get("version"):
             entry["version"] = str(rec["version"])
         if (hb := _time(rec.get("time"))) is not None:
             entry["last-heartbeat"] = hb
-        standbys.append(entry)
-    if standbys:
-        st["standby"] = standbys
-    live = [s for s in standbys if s["fresh"]]
+        standbys.append((entry, catching_up))
+    live = [s for s, _c in standbys if s["fresh"]]
+    catching = any(c for s, c in standbys if s["fresh"])
+    standbys_out = [s for s, _c in standbys]
+    if standbys_out:
+        st["standby"] = standbys_out
     if any(s["ready"] and s["synchronized"] for s in live):
         st["sync-state"] = "synchronized"
-    elif any(not s["ready"] for s in live):
+    elif any(not s["ready"] for s in live) or catching:
         st["sync-state"] = "synchronizing"
     elif live or configured_role in ("primary", "standby"):
         st["sync-state"] = "not-synchronized"

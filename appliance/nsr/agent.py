@@ -449,11 +449,12 @@ class NsrAgent:
                 if sid == self.engine_id:
                     continue
                 m = mirrors.get(sid, {})
+                same_config = r.value.get("config-digest") == self.engine.config_digest
                 out["standbys"].append(dict(
                     r.value, fresh=now - r.value.get("time", 0) < STANDBY_FRESH,
                     **{"rib-mirror": {k: m.get(k) for k in ("synced", "applied")},
-                       "synchronized": (r.value.get("config-digest") == self.engine.config_digest
-                                        and bool(m.get("synced")))}))
+                       "config-synchronized": same_config,
+                       "synchronized": same_config and bool(m.get("synced"))}))
         except StoreError as exc:
             out["store-connected"] = False
             out["store-error"] = str(exc)

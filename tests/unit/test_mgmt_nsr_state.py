@@ -164,6 +164,12 @@ def test_store_unreachable(tmp_path):
      "primary", "synchronizing", False),
     ([{"engine-id": "b", "fresh": True, "ready": True, "synchronized": False}],
      "primary", "not-synchronized", False),
+    ([{"engine-id": "b", "fresh": True, "ready": True, "synchronized": False,   # RIB copy behind
+       "config-synchronized": True, "rib-mirror": {"synced": False, "applied": 0}}],
+     "primary", "synchronizing", False),
+    ([{"engine-id": "b", "fresh": True, "ready": True, "synchronized": False,   # other config
+       "config-synchronized": False, "rib-mirror": {"synced": False, "applied": 0}}],
+     "primary", "not-synchronized", False),
     ([{"engine-id": "b", "fresh": False, "ready": True, "synchronized": True}],
      "standalone", "not-applicable", True),                # a dead standby's old heartbeat
     ([{"engine-id": "b", "fresh": True, "ready": True, "synchronized": True},
