@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -51,6 +52,7 @@ ImportPolicy = Callable[[AfiSafi, PeerSource, PathAttributes, list[bytes]], list
 FAMILIES = (IPV4_UNICAST, IPV6_UNICAST)
 _FLUSH_BATCH = 256  # UPDATE messages built per peer per loop turn
 _FLUSH_SLICE = 0.02  # s: one flush callback stops after this (the rest on the next turn)
+_REFRESH_WAVE = 8  # crash recovery: peers asked to re-send their routes at the same time
 _RIB_SLICE = 8192   # Loc-RIB changes handed to the RIB manager per loop turn...
 _RIB_SLICE_BUSY = 1024  # ...and while UPDATEs keep arriving (BGP input goes first)
 CEASE_BFD_DOWN = 10  # RFC 9384: Cease subcode "BFD Down"
@@ -186,6 +188,9 @@ class Speaker:
         self._held_out: dict[str, ExportContext] = {}
         self._relearn: dict[str, set[AfiSafi]] = {}
         self._relearn_timer: asyncio.TimerHandle | None = None
+        self._relearn_timeout = 10.0
+        self._refresh_queue: deque[str] = deque()  # crash recovery: peers not asked yet
+        self._refresh_asked: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self, *, standby: bool = False) -> None:
@@ -520,18 +525,46 @@ class Speaker:
             self._held_out[key] = ctx
             if neg.enhanced_route_refresh:
                 self._relearn[key] = set(ribs.families)
-            for fam in ribs.families:
-                peer.send_route_refresh(fam)
+                self._refresh_queue.append(key)  # asked in waves: _ask_refresh
+            else:
+                for fam in ribs.families:  # no EoRR will tell when it is done: ask at once
+                    peer.send_route_refresh(fam)
+        self._relearn_timeout = relearn_timeout
+        self._ask_refresh()
         if self._held_out:
-            if self._relearn_timer is not None:
-                self._relearn_timer.cancel()
-            self._relearn_timer = self.loop.call_later(relearn_timeout, self._release_held, "timeout")
+            self._arm_relearn_timer()
             if not self._relearn:
                 self._relearn_timer.cancel()
                 self._relearn_timer = self.loop.call_later(
                     min(relearn_timeout, 2.0), self._release_held, "no-enhanced-route-refresh")
         log_event(log, "bgp.recovered", peers=len(adopted), relearning=len(self._relearn))
         return adopted
+
+    def _ask_refresh(self) -> None:
+        """Crash recovery: ask the next peers for their routes, at most _REFRESH_WAVE
+        re-sending at a time. All at once, a hundred peers re-sending full tables kept the
+        engine from its keepalives for 7.7 s (docs/performance.md, "NSR crash recovery");
+        the engine is CPU-bound meanwhile, so waves cost the re-learn little."""
+        dropped = False
+        while self._refresh_queue and len(self._refresh_asked) < _REFRESH_WAVE:
+            key = self._refresh_queue.popleft()
+            peer, ribs = self.peers.get(key), self.ribs.get(key)
+            if peer is None or ribs is None or peer.state != "Established":
+                self._relearn.pop(key, None)  # gone meanwhile: nothing to wait for
+                dropped = True
+                continue
+            self._refresh_asked.add(key)
+            for fam in ribs.families:
+                peer.send_route_refresh(fam)
+        if dropped and not self._relearn and self._held_out:
+            self._release_held("end-of-route-refresh")
+
+    def _arm_relearn_timer(self) -> None:
+        """Output is released at the latest ``relearn_timeout`` s after the last progress
+        (a peer's re-learn completed), not after the start: later waves wait their turn."""
+        if self._relearn_timer is not None:
+            self._relearn_timer.cancel()
+        self._relearn_timer = self.loop.call_later(self._relearn_timeout, self._release_held, "timeout")
 
     def _relearned(self, key: str, family: AfiSafi) -> None:
         fams = self._relearn.get(key)
@@ -540,6 +573,10 @@ class Speaker:
         fams.discard(family)
         if not fams:
             del self._relearn[key]
+            self._refresh_asked.discard(key)
+            if self._held_out:
+                self._arm_relearn_timer()
+            self._ask_refresh()
         if not self._relearn and self._held_out:
             self._release_held("end-of-route-refresh")
 
@@ -550,6 +587,14 @@ class Speaker:
             self._relearn_timer = None
         held, self._held_out = self._held_out, {}
         self._relearn.clear()
+        asked_late = list(self._refresh_queue)  # released by the timeout before their turn
+        self._refresh_queue.clear()
+        self._refresh_asked.clear()
+        for key in asked_late:  # their routes still count: ask now (output goes out anyway)
+            peer, ribs = self.peers.get(key), self.ribs.get(key)
+            if peer is not None and ribs is not None and peer.state == "Established":
+                for fam in ribs.families:
+                    peer.send_route_refresh(fam)
         for key, ctx in held.items():
             peer, ribs = self.peers.get(key), self.ribs.get(key)
             if peer is None or ribs is None or peer.state != "Established" or ribs.export_ctx is not None:

@@ -39,6 +39,9 @@ class FakePeer:
             peer_router_id=router_id, peer_graceful_restart=None,
         )
 
+    async def adopt(self, snap, sock, *, tx_log=None, tx_prefix: bytes = b"") -> None:
+        """Speaker.recover_sessions: the session continues (nothing to restore here)."""
+
     def send_raw(self, msgs: list[bytes]) -> bool:
         self.sent.extend(msgs)
         return True
