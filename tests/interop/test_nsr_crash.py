@@ -183,7 +183,18 @@ def test_crash_frr(topology, workdir):
         before = frr_view(frr)
         bfd_before = frr_bfd(frr)
         # a peek-mode reader once left bytes unread at a collision close (RST, FRR flapped)
-        assert before["established-count"] == 1 and before["notifications-sent"] == 0, before
+        if before["established-count"] != 1:
+            # One start-up flap is not an RST of ours: when FRR resolves the connection
+            # collision its bfdd re-registers the session and sends Down, and FCR's BFD
+            # tracking then closes the young session with Cease/BFD Down (RFC 9384). Seen
+            # under load after 120a912 made the collision itself clean.
+            fcr_log = (workdir / "fcr0" / "fcrd.log").read_text()
+            frr_log = (workdir / "frr" / "bgpd.log").read_text()
+            assert before["established-count"] == 2, before
+            assert "event=bgp.bfd-down" in fcr_log and "diag=neighbor-signaled-session-down" in fcr_log, before
+            assert "Connection reset by peer" not in frr_log, before
+        else:
+            assert before["notifications-sent"] == 0, before
         cap = workdir / "frr.pcap"
         tcpdump = f.popen(["tcpdump", "-i", "eth0", "-n", "-U", "-w", str(cap), "tcp port 179"],
                           log=workdir / "tcpdump.log")
