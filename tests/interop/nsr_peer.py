@@ -14,6 +14,42 @@ SESSION_KEYS = ("state", "established-count", "dropped", "opens-sent", "opens-re
                 "notifications-sent", "notifications-recv", "prefixes-received")
 
 
+FCR_AS, FRR_AS = 65001, 65002
+
+
+def fcr_config(neighbor: str, key: str, nets: list[str], *, hold: int = 9, bfd: bool = True,
+               local_address: str | None = None) -> dict:
+    """The NSR tests' fcrd: one eBGP neighbor (FRR), TCP-MD5, our ``nets`` announced, FIB
+    off; BFD 300 ms x 3 unless ``bfd`` is False."""
+    n: dict = {
+        "neighbor-address": neighbor, "peer-as": FRR_AS,
+        "timers": {"connect-retry": 1, "hold-time": hold, "keepalive-interval": 3},
+        "transport": {"tcp-md5-key": key, **({"local-address": local_address} if local_address else {})},
+        "afi-safis": {"afi-safi": [{"afi-safi-name": "ipv4-unicast"}]},
+    }
+    if bfd:
+        n["bfd"] = {"enabled": True, "desired-min-tx-interval": 300000,
+                    "required-min-rx-interval": 300000, "detection-multiplier": 3}
+    return {
+        "fcr-system:system": {"hostname": "fcr"},
+        "fcr-routing:routing": {"fib": {"enabled": False}},
+        "fcr-bgp:bgp": {
+            "global": {"as": FCR_AS, "router-id": "10.255.0.1"},
+            "neighbors": {"neighbor": [n]},
+            "networks": {"network": [{"prefix": p} for p in nets]},
+        },
+    }
+
+
+def frr_config(frr_address: str, fcr_address: str, key: str, nets: list[str], *, hold: int = 9,
+               bfd_profile: str | None = None) -> str:
+    """FRR's bgpd facing that fcrd (BFD with ``bfd_profile`` when given)."""
+    extra = [f"password {key}"] + (["bfd", f"bfd profile {bfd_profile}"] if bfd_profile else [])
+    return FrrRouter.render_bgp(
+        FRR_AS, frr_address, [{"address": fcr_address, "remote_as": FCR_AS, "connect_retry": 1,
+                               "timers": (3, hold), "extra": extra}], {"ipv4": nets})
+
+
 def prefixes(base: str, n: int) -> list[str]:
     """``n`` consecutive /24s from ``base``."""
     first = int(ipaddress.ip_network(base).network_address)

@@ -31,7 +31,6 @@ from tests.topotest.frr import FrrRouter
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(300)]
 
-FCR_AS, FRR_AS = 65001, 65002
 A, B = "10.0.94.1", "10.0.94.2"
 KEY = "crash-s3cret"
 N_ROUTES = 10_000
@@ -45,29 +44,11 @@ FCR_NETS = prefixes("172.16.0.0/12", N_ROUTES)
 
 
 def fcr_config() -> dict:
-    return {
-        "fcr-system:system": {"hostname": "fcr"},
-        "fcr-routing:routing": {"fib": {"enabled": False}},
-        "fcr-bgp:bgp": {
-            "global": {"as": FCR_AS, "router-id": "10.255.0.1"},
-            "neighbors": {"neighbor": [{
-                "neighbor-address": B, "peer-as": FRR_AS,
-                "timers": {"connect-retry": 1, "hold-time": HOLD, "keepalive-interval": 3},
-                "transport": {"tcp-md5-key": KEY},
-                "bfd": {"enabled": True, "desired-min-tx-interval": 300000,
-                        "required-min-rx-interval": 300000, "detection-multiplier": 3},
-                "afi-safis": {"afi-safi": [{"afi-safi-name": "ipv4-unicast"}]},
-            }]},
-            "networks": {"network": [{"prefix": p} for p in FCR_NETS]},
-        },
-    }
+    return nsr_peer.fcr_config(B, KEY, FCR_NETS, hold=HOLD)
 
 
-def frr_config() -> str:
-    return FrrRouter.render_bgp(
-        FRR_AS, B, [{"address": A, "remote_as": FCR_AS, "connect_retry": 1, "timers": (3, HOLD),
-                     "extra": [f"password {KEY}", "bfd", "bfd profile crash"]}],
-        {"ipv4": FRR_NETS})
+def frr_config(nets: list[str] = FRR_NETS) -> str:
+    return nsr_peer.frr_config(B, A, KEY, nets, hold=HOLD, bfd_profile="crash")
 
 
 def frr_view(frr: FrrRouter) -> dict:
@@ -439,9 +420,7 @@ def test_crash_keeps_the_fib(topology, workdir):
     cfg["fcr-bgp:bgp"]["networks"]["network"] = [{"prefix": p} for p in FCR_NETS[:100]]
     h, f = topology.add_host("fcr"), topology.add_host("frr")
     topology.link(h, f, [f"{A}/24"], [f"{B}/24"])
-    frr = FrrRouter(f, workdir / "frr", FrrRouter.render_bgp(
-        FRR_AS, B, [{"address": A, "remote_as": FCR_AS, "connect_retry": 1, "timers": (3, HOLD),
-                     "extra": [f"password {KEY}", "bfd", "bfd profile crash"]}], {"ipv4": frr_nets}), bfd=True)
+    frr = FrrRouter(f, workdir / "frr", frr_config(frr_nets), bfd=True)
     res = frr.vtysh("configure terminal", "bfd", "profile crash", "receive-interval 300",
                     "transmit-interval 300", "detect-multiplier 3", daemon="bfdd")
     assert "%" not in res.stdout, res.stdout

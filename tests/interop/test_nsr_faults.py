@@ -33,7 +33,6 @@ from tests.topotest.mgmt import MgmtRouter
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
 
-FCR_AS, FRR_AS = 65001, 65002
 A, B = "10.0.93.1", "10.0.93.2"
 KEY = "nsr-faults"
 USERS = {"admin": ("admin", "admin-pw")}
@@ -42,33 +41,18 @@ FCR_NETS = [f"172.31.{i}.0/24" for i in range(100)]
 SWITCHOVER = '<switchover xmlns="urn:fcr:yang:fcr-nsr"/>'
 
 
+def fcr_config() -> dict:
+    return nsr_peer.fcr_config(B, KEY, FCR_NETS, bfd=False)
+
+
 def frr_view(frr: FrrRouter) -> dict:
     return nsr_peer.frr_view(frr, A)
-
-
-def fcr_config() -> dict:
-    return {
-        "fcr-system:system": {"hostname": "fcr"},
-        "fcr-routing:routing": {"fib": {"enabled": False}},
-        "fcr-bgp:bgp": {
-            "global": {"as": FCR_AS, "router-id": "10.255.0.1"},
-            "neighbors": {"neighbor": [{
-                "neighbor-address": B, "peer-as": FRR_AS,
-                "timers": {"connect-retry": 1, "hold-time": 9, "keepalive-interval": 3},
-                "transport": {"tcp-md5-key": KEY},
-                "afi-safis": {"afi-safi": [{"afi-safi-name": "ipv4-unicast"}]},
-            }]},
-            "networks": {"network": [{"prefix": p} for p in FCR_NETS]},
-        },
-    }
 
 
 def setup(topology, workdir):
     h, f = topology.add_host("fcr"), topology.add_host("frr")
     topology.link(h, f, [f"{A}/24"], [f"{B}/24"])
-    frr = FrrRouter(f, workdir / "frr", FrrRouter.render_bgp(
-        FRR_AS, B, [{"address": A, "remote_as": FCR_AS, "connect_retry": 1, "timers": (3, 9),
-                     "extra": [f"password {KEY}"]}], {"ipv4": FRR_NETS}))
+    frr = FrrRouter(f, workdir / "frr", nsr_peer.frr_config(B, A, KEY, FRR_NETS))
     return h, f, frr
 
 

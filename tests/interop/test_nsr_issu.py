@@ -19,14 +19,13 @@ import pytest
 
 from appliance.nsr.issu import run_issu
 from tests.interop import nsr_peer
-from tests.interop.nsr_peer import assert_unchanged, prefixes
+from tests.interop.nsr_peer import FRR_AS, assert_unchanged, prefixes
 from tests.topotest import wait_until
 from tests.topotest.fcr import FcrRouter, fcrd_env, fcrd_path
 from tests.topotest.frr import FrrRouter
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(420)]
 
-FCR_AS, FRR_AS = 65001, 65002
 A, B = "10.0.91.1", "10.0.91.2"
 KEY = "nsr-s3cret"
 N_ROUTES = 10_000
@@ -38,29 +37,11 @@ FCR_NETS = prefixes("172.16.0.0/12", N_ROUTES)
 
 
 def fcr_config() -> dict:
-    return {
-        "fcr-system:system": {"hostname": "fcr"},
-        "fcr-routing:routing": {"fib": {"enabled": False}},
-        "fcr-bgp:bgp": {
-            "global": {"as": FCR_AS, "router-id": "10.255.0.1"},
-            "neighbors": {"neighbor": [{
-                "neighbor-address": B, "peer-as": FRR_AS,
-                "timers": {"connect-retry": 1, "hold-time": 9, "keepalive-interval": 3},
-                "transport": {"tcp-md5-key": KEY},
-                "bfd": {"enabled": True, "desired-min-tx-interval": 300000,
-                        "required-min-rx-interval": 300000, "detection-multiplier": 3},
-                "afi-safis": {"afi-safi": [{"afi-safi-name": "ipv4-unicast"}]},
-            }]},
-            "networks": {"network": [{"prefix": p} for p in FCR_NETS]},
-        },
-    }
+    return nsr_peer.fcr_config(B, KEY, FCR_NETS)
 
 
 def frr_config() -> str:
-    return FrrRouter.render_bgp(
-        FRR_AS, B, [{"address": A, "remote_as": FCR_AS, "connect_retry": 1, "timers": (3, 9),
-                     "extra": [f"password {KEY}", "bfd", "bfd profile nsr"]}],
-        {"ipv4": FRR_NETS})
+    return nsr_peer.frr_config(B, A, KEY, FRR_NETS, bfd_profile="nsr")
 
 
 def frr_view(frr: FrrRouter, address: str = A) -> dict:

@@ -35,7 +35,6 @@ from tests.topotest.frr import FrrRouter
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(420)]
 
-FCR_AS, FRR_AS = 65001, 65002
 VIP, FRR_ADDR = "10.0.92.1", "10.0.92.2"
 BOX_A, BOX_B = "10.0.92.11/24", "10.0.92.12/24"
 VIP_PARAMS = {"address": f"{VIP}/24", "dev": "eth0"}
@@ -48,29 +47,11 @@ FCR_NETS = prefixes("172.16.0.0/12", N_ROUTES)
 
 
 def fcr_config() -> dict:
-    return {
-        "fcr-system:system": {"hostname": "fcr"},
-        "fcr-routing:routing": {"fib": {"enabled": False}},
-        "fcr-bgp:bgp": {
-            "global": {"as": FCR_AS, "router-id": "10.255.0.1"},
-            "neighbors": {"neighbor": [{
-                "neighbor-address": FRR_ADDR, "peer-as": FRR_AS,
-                "timers": {"connect-retry": 1, "hold-time": 9, "keepalive-interval": 3},
-                "transport": {"tcp-md5-key": KEY, "local-address": VIP},
-                "bfd": {"enabled": True, "desired-min-tx-interval": 300000,
-                        "required-min-rx-interval": 300000, "detection-multiplier": 3},
-                "afi-safis": {"afi-safi": [{"afi-safi-name": "ipv4-unicast"}]},
-            }]},
-            "networks": {"network": [{"prefix": p} for p in FCR_NETS]},
-        },
-    }
+    return nsr_peer.fcr_config(FRR_ADDR, KEY, FCR_NETS, local_address=VIP)
 
 
 def frr_config() -> str:
-    return FrrRouter.render_bgp(
-        FRR_AS, FRR_ADDR, [{"address": VIP, "remote_as": FCR_AS, "connect_retry": 1, "timers": (3, 9),
-                            "extra": [f"password {KEY}", "bfd", "bfd profile nsr"]}],
-        {"ipv4": FRR_NETS})
+    return nsr_peer.frr_config(FRR_ADDR, VIP, KEY, FRR_NETS, bfd_profile="nsr")
 
 
 def frr_view(frr: FrrRouter) -> dict:
