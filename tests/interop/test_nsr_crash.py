@@ -110,10 +110,34 @@ def crash_and_recover(h, workdir, holder: str, store: str, old: FcrRouter, n: in
     t_kill = time.monotonic()
     st = holder_query(holder)
     assert st is not None and all(s["orphan"] for s in st["sessions"]), st
-    new = FcrRouter(h, workdir / f"fcr{n}", fcr_config(), extra_args=[
-        "--nsr-store", store, "--engine-id", f"e{n}", "--nsr-holder", holder, "--recover"], start=False)
-    new.start(timeout=30)
+    new = start_recovering(h, workdir / f"fcr{n}", store, f"e{n}", holder)
     return new, time.monotonic() - t_kill
+
+
+def start_frr(f, workdir, config: str) -> FrrRouter:
+    """FRR with bgpd and bfdd (the crash profile: 300 ms x 3)."""
+    frr = FrrRouter(f, workdir / "frr", config, bfd=True)
+    res = frr.vtysh("configure terminal", "bfd", "profile crash", "receive-interval 300",
+                    "transmit-interval 300", "detect-multiplier 3", daemon="bfdd")
+    assert "%" not in res.stdout, res.stdout
+    return frr
+
+
+def start_recovering(h, wd, store: str, engine_id: str, holder: str) -> FcrRouter:
+    """``fcrd --recover``: a new engine that takes the orphaned sessions from the holder."""
+    new = FcrRouter(h, wd, fcr_config(), extra_args=[
+        "--nsr-store", store, "--engine-id", engine_id, "--nsr-holder", holder, "--recover"], start=False)
+    new.start(timeout=30)
+    return new
+
+
+def peer_saw_nothing(frr: FrrRouter, before: dict, new: FcrRouter) -> None:
+    """A hold time after the recovery: FRR's session and BFD as they were, ``new`` active."""
+    time.sleep(HOLD + 1)
+    assert_unchanged(frr_view(frr), before)
+    assert frr_bfd(frr).get("status") == "up"
+    assert frr_bfd(frr, "peers counters").get("session-down-events", 0) == 0
+    assert new.ctl("nsr.status")["active"] is True
 
 
 def queues_busy(h, timeout: float) -> str:
@@ -139,10 +163,7 @@ def recovery_line(fcr: FcrRouter) -> str:
 def test_crash_frr(topology, workdir):
     h, f = topology.add_host("fcr"), topology.add_host("frr")
     topology.link(h, f, [f"{A}/24"], [f"{B}/24"])
-    frr = FrrRouter(f, workdir / "frr", frr_config(), bfd=True)
-    res = frr.vtysh("configure terminal", "bfd", "profile crash", "receive-interval 300",
-                    "transmit-interval 300", "detect-multiplier 3", daemon="bfdd")
-    assert "%" not in res.stdout, res.stdout
+    frr = start_frr(f, workdir, frr_config())
     store = str(workdir / "nsr.db")
     holder = str(workdir / "run" / "holder.sock")
     fcr = FcrRouter(h, workdir / "fcr0", fcr_config(), extra_args=[
@@ -271,10 +292,7 @@ def test_issu_then_crash_frr(topology, workdir):
 
     h, f = topology.add_host("fcr"), topology.add_host("frr")
     topology.link(h, f, [f"{A}/24"], [f"{B}/24"])
-    frr = FrrRouter(f, workdir / "frr", frr_config(), bfd=True)
-    res = frr.vtysh("configure terminal", "bfd", "profile crash", "receive-interval 300",
-                    "transmit-interval 300", "detect-multiplier 3", daemon="bfdd")
-    assert "%" not in res.stdout, res.stdout
+    frr = start_frr(f, workdir, frr_config())
     store = str(workdir / "nsr.db")
     holder = str(workdir / "run" / "holder.sock")
     fcr = FcrRouter(h, workdir / "fcr0", fcr_config(), extra_args=[
@@ -309,20 +327,13 @@ def test_issu_then_crash_frr(topology, workdir):
         os.kill(pids[-1], signal.SIGKILL)
         t_kill = time.monotonic()
         wait_until(lambda: all(s["orphan"] for s in holder_query(holder)["sessions"]), 5, 0.05, "orphaned")
-        new = FcrRouter(h, workdir / "fcr9", fcr_config(), extra_args=[
-            "--nsr-store", store, "--engine-id", "e9", "--nsr-holder", holder, "--recover"], start=False)
-        new.start(timeout=30)
+        new = start_recovering(h, workdir / "fcr9", store, "e9", holder)
         routers.append(new)
         t_ready = time.monotonic() - t_kill
         wait_until(lambda: new.neighbor_state(B) == "Established", 10, 0.1, "adopted")
         wait_until(lambda: new.summary()["rib"]["ipv4-unicast"] == 2 * N_ROUTES, 30, 0.2, "re-learned")
         print(f"crash after ISSU: new engine answering {t_ready:.2f} s after the kill; {recovery_line(new)}")
-        time.sleep(HOLD + 1)
-        view = frr_view(frr)
-        assert_unchanged(view, before)
-        assert frr_bfd(frr).get("status") == "up"
-        assert frr_bfd(frr, "peers counters").get("session-down-events", 0) == 0
-        assert new.ctl("nsr.status")["active"] is True
+        peer_saw_nothing(frr, before, new)
     finally:
         for r in reversed(routers):
             r.stop()
@@ -341,10 +352,7 @@ def test_killed_mid_release_frr(topology, workdir, monkeypatch):
 
     h, f = topology.add_host("fcr"), topology.add_host("frr")
     topology.link(h, f, [f"{A}/24"], [f"{B}/24"])
-    frr = FrrRouter(f, workdir / "frr", frr_config(), bfd=True)
-    res = frr.vtysh("configure terminal", "bfd", "profile crash", "receive-interval 300",
-                    "transmit-interval 300", "detect-multiplier 3", daemon="bfdd")
-    assert "%" not in res.stdout, res.stdout
+    frr = start_frr(f, workdir, frr_config())
     store = str(workdir / "nsr.db")
     holder = str(workdir / "run" / "holder.sock")
     monkeypatch.setenv("FCR_NSR_FAULT", "release-after-dump")
@@ -380,21 +388,14 @@ def test_killed_mid_release_frr(topology, workdir, monkeypatch):
         for p in standby:
             _stop(p)
         assert "fcr_nsr" in h.run(["nft", "list", "tables"]).stdout  # still frozen
-        new = FcrRouter(h, workdir / "fcr1", fcr_config(), extra_args=[
-            "--nsr-store", store, "--engine-id", "e1", "--nsr-holder", holder, "--recover"], start=False)
-        new.start(timeout=30)
+        new = start_recovering(h, workdir / "fcr1", store, "e1", holder)
         routers.append(new)
         t_ready = time.monotonic() - t_kill
         wait_until(lambda: new.neighbor_state(B) == "Established", 10, 0.1, "adopted")
         wait_until(lambda: new.summary()["rib"]["ipv4-unicast"] == 2 * N_ROUTES, 30, 0.2, "re-learned")
         print(f"killed mid-release: new engine answering {t_ready:.2f} s after; {recovery_line(new)}")
         assert "fcr_nsr" not in h.run(["nft", "list", "tables"]).stdout
-        time.sleep(HOLD + 1)
-        view = frr_view(frr)
-        assert_unchanged(view, before)
-        assert frr_bfd(frr).get("status") == "up"
-        assert frr_bfd(frr, "peers counters").get("session-down-events", 0) == 0
-        assert new.ctl("nsr.status")["active"] is True
+        peer_saw_nothing(frr, before, new)
     finally:
         for r in reversed(routers):
             r.stop()
@@ -420,10 +421,7 @@ def test_crash_keeps_the_fib(topology, workdir):
     cfg["fcr-bgp:bgp"]["networks"]["network"] = [{"prefix": p} for p in FCR_NETS[:100]]
     h, f = topology.add_host("fcr"), topology.add_host("frr")
     topology.link(h, f, [f"{A}/24"], [f"{B}/24"])
-    frr = FrrRouter(f, workdir / "frr", frr_config(frr_nets), bfd=True)
-    res = frr.vtysh("configure terminal", "bfd", "profile crash", "receive-interval 300",
-                    "transmit-interval 300", "detect-multiplier 3", daemon="bfdd")
-    assert "%" not in res.stdout, res.stdout
+    frr = start_frr(f, workdir, frr_config(frr_nets))
     holder = str(workdir / "run" / "holder.sock")
     fcr = FcrRouter(h, workdir / "fcr0", cfg, extra_args=["--engine-id", "e0", "--nsr-holder", holder])
     routers = [fcr]
