@@ -63,8 +63,6 @@ import json
 import os
 import random
 import re
-import selectors
-import shlex
 import signal
 import socket
 import statistics
@@ -88,6 +86,7 @@ from nsr_switchover import (  # noqa: E402
     Sess,
     build_feed,
     ctl,
+    dropped_text,
     emit,
     fcr_config,
     feedmod,
@@ -96,6 +95,9 @@ from nsr_switchover import (  # noqa: E402
     peer_addr,
     peer_as,
     proc_status,
+    run_bench,
+    speaker_parser,
+    wait_for,
     wait_idle,
 )
 
@@ -177,8 +179,43 @@ class RrSess(Sess):
                 "refresh_sent": self.refresh_sent}
 
 
-def cmd_speaker(args) -> int:
+class RrSpeaker(sw.Speaker):
     """nsr_switchover.py's speaker loop, plus route refresh answers and ``arm``."""
+
+    def __init__(self, sessions: list[RrSess], max_seconds: float, refresh_rate: float) -> None:
+        super().__init__(sessions, max_seconds)
+        self.refresh_rate = refresh_rate
+        for s in sessions:
+            s.eorr_marker = None  # the EoRR of the answer being sent (its time: refresh_sent)
+
+    def received(self, s: RrSess, t: float) -> None:
+        if s.refresh_due:
+            s.refresh_due = False
+            emit(event="refresh-request", peer=s.local, t=t)
+            s.wq.append(route_refresh(1))  # BoRR
+            self.flush(s)
+            s.eorr_marker = s.refresh[-1][0]
+            self.start_feed(s, s.refresh, self.refresh_rate)
+            if self.refresh_rate:
+                self.rate = self.refresh_rate
+                self.t_tokens = time.monotonic()
+
+    def sent(self, s: RrSess, data: bytes) -> None:
+        if data is s.eorr_marker:
+            s.refresh_sent.append(time.monotonic())
+
+    def command(self, c: dict) -> None:
+        if c.get("cmd") == "arm":  # just before the kill: note what comes after
+            t = time.monotonic()
+            for s in self.sessions:
+                s.max_gap = 0.0
+                s.armed = t
+            emit(event="armed", t=t)
+        else:
+            super().command(c)
+
+
+def cmd_speaker(args) -> int:
     feedmod._install_signal_exit()
     feedmod.open_message = open_message_err  # (this process only: Sess.handshake's OPEN)
     n, total = args.peers, args.routes
@@ -194,199 +231,7 @@ def cmd_speaker(args) -> int:
         # the refresh answer: the same UPDATEs without End-of-RIB, then EoRR
         s.refresh = [*s.feeds[0][:-1], (last[:-len(eor)], r), (route_refresh(2), 0)]
     del nlri
-    sel = selectors.DefaultSelector()
-    try:
-        for s in sessions:
-            s.listen()
-        emit(event="built", seconds=round(time.monotonic() - t0, 3))
-        for s in sessions:
-            s.handshake(args.connect, 30.0)
-        emit(event="established", n=len(sessions), t=time.monotonic())
-        for s in sessions:
-            sel.register(s.sock, selectors.EVENT_READ, s)
-        stdin_fd = sys.stdin.fileno()
-        os.set_blocking(stdin_fd, False)
-        sel.register(stdin_fd, selectors.EVENT_READ, None)
-        cmdbuf = b""
-        probe = next_probe = 0.0
-        rate = tokens = t_tokens = 0.0
-        rr = 0
-        sending = False
-        deadline = time.monotonic() + args.max_seconds
-        stop = False
-        chunk = bytearray(1 << 20)
-        view = memoryview(chunk)
-
-        def want_write(s: RrSess) -> None:
-            if s.sock is not None and s.lost is None:
-                sel.modify(s.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if s.wq else 0), s)
-
-        def flush(s: RrSess) -> None:
-            for _ in range(10_000):
-                if not s.wq or s.lost is not None:
-                    break
-                head = s.wq[0]
-                try:
-                    sent = s.sock.send(head[s.woff:])
-                except BlockingIOError:
-                    break
-                except OSError as exc:
-                    lose(s, f"send: {exc}")
-                    return
-                s.woff += sent
-                if s.woff >= len(head):
-                    s.wq.popleft()
-                    s.woff = 0
-                    if head is s.eorr_marker:
-                        s.refresh_sent.append(time.monotonic())
-            want_write(s)
-
-        def lose(s: RrSess, why: str) -> None:
-            if s.lost is None:
-                s.lost = why
-            emit(event="lost", peer=s.local, why=s.lost, t=time.monotonic())
-            with contextlib.suppress(Exception):
-                sel.unregister(s.sock)
-
-        def start_feed(s: RrSess, items: list, r: float) -> None:
-            """Queue ``items`` [(bytes, routes)]: all at once (unpaced) or for the pacer."""
-            s.eorr_marker = items[-1][0] if items[-1][1] == 0 and items[-1][0][18] == ROUTE_REFRESH else None
-            if not r:
-                s.wq.extend(b for b, _r in items)
-                flush(s)
-            else:
-                s.feed = list(reversed(items))
-
-        for s in sessions:
-            s.eorr_marker = None
-
-        def command(c: dict) -> None:
-            nonlocal probe, next_probe, stop, rate, tokens, t_tokens, sending
-            what = c.get("cmd")
-            if what == "send":
-                rate = float(c.get("rate") or 0)
-                tokens, t_tokens = 0.0, time.monotonic()
-                for s in sessions:
-                    start_feed(s, s.feeds[0], rate)
-                sending = True
-                emit(event="sending", t=time.monotonic(), rate=rate)
-            elif what == "probe":
-                probe = float(c.get("ms", 0)) / 1000.0
-                next_probe = time.monotonic()
-                emit(event="probe", ms=c.get("ms", 0), t=time.monotonic())
-            elif what == "arm":  # just before the kill: note what comes after
-                t = time.monotonic()
-                for s in sessions:
-                    s.max_gap = 0.0
-                    s.armed = t
-                emit(event="armed", t=t)
-            elif what == "status":
-                emit(event="status", t=time.monotonic(), sessions=[s.status() for s in sessions])
-            elif what == "stop":
-                stop = True
-
-        for _ in range(1_000_000_000):
-            now = time.monotonic()
-            if stop or now > deadline:
-                break
-            nxt = min([s.next_ka for s in sessions if s.lost is None] or [now + 0.5])
-            if rate:
-                nxt = min(nxt, now + 0.005)
-            if probe:
-                nxt = min(nxt, next_probe)
-            for key, ev in sel.select(max(0.0, min(0.2, nxt - now))):
-                s = key.data
-                if s is None:
-                    try:
-                        data = os.read(stdin_fd, 65536)
-                    except BlockingIOError:
-                        continue
-                    if not data:
-                        stop = True
-                        continue
-                    cmdbuf += data
-                    while b"\n" in cmdbuf:
-                        line, cmdbuf = cmdbuf.split(b"\n", 1)
-                        if line.strip():
-                            command(json.loads(line))
-                    continue
-                if ev & selectors.EVENT_READ and s.lost is None:
-                    try:
-                        got = s.sock.recv_into(view)
-                    except BlockingIOError:
-                        got = -1
-                    except OSError as exc:
-                        lose(s, f"recv: {exc}")
-                        continue
-                    if got == 0:
-                        lose(s, "connection closed by FCR")
-                        continue
-                    if got > 0:
-                        t = time.monotonic()
-                        s.rx["bytes"] += got
-                        s.max_gap = max(s.max_gap, t - s.last_rx)
-                        s.last_rx = t
-                        s.rbuf += view[:got]
-                        s.parse(t)
-                        if s.lost is not None:
-                            lose(s, s.lost)
-                            continue
-                        if s.refresh_due:
-                            s.refresh_due = False
-                            emit(event="refresh-request", peer=s.local, t=t)
-                            s.wq.append(route_refresh(1))  # BoRR
-                            flush(s)
-                            start_feed(s, s.refresh, args.refresh_rate)
-                            if args.refresh_rate:
-                                rate = args.refresh_rate
-                                t_tokens = time.monotonic()
-                if ev & selectors.EVENT_WRITE and s.lost is None:
-                    flush(s)
-            now = time.monotonic()
-            if rate:
-                tokens = min(tokens + rate * (now - t_tokens), max(rate * 0.05, 2048.0))
-                t_tokens = now
-                left = [s for s in sessions if s.feed and s.lost is None]
-                for _ in range(100_000):
-                    if not left or tokens <= 0:
-                        break
-                    s = left[rr % len(left)]
-                    rr += 1
-                    data, nroutes = s.feed.pop()
-                    s.wq.append(data)
-                    tokens -= max(nroutes, 1)
-                    flush(s)
-                    if not s.feed:
-                        left.remove(s)
-                if not left:
-                    rate = 0.0
-            if sending and not any(s.feed or s.wq for s in sessions if s.lost is None):
-                sending = False
-                emit(event="sent", t=now)
-            probing = probe and now >= next_probe
-            if probing:
-                next_probe = now + probe
-            for s in sessions:
-                if s.lost is not None:
-                    continue
-                if now - s.last_rx > s.hold and s.hold_expired is None:
-                    s.hold_expired = f"hold timer expired ({now - s.last_rx:.1f} s without a message)"
-                    emit(event="lost", peer=s.local, why=s.hold_expired, t=now)
-                if (probing and not s.wq) or now >= s.next_ka:
-                    s.wq.append(feedmod.keepalive())
-                    s.next_ka = now + s.keepalive
-                    flush(s)
-        emit(event="stopped", t=time.monotonic(), sessions=[s.status() for s in sessions])
-        return 0
-    except Exception as exc:  # noqa: BLE001 - reported to the driver
-        emit(event="error", error=repr(exc), t=time.monotonic())
-        return 1
-    finally:
-        for s in sessions:
-            for sk in (s.sock, s.listener):
-                if sk is not None:
-                    with contextlib.suppress(OSError):
-                        sk.close()
+    return RrSpeaker(sessions, args.max_seconds, args.refresh_rate).run(args.connect, True, t0)
 
 
 # =========================================================================== capture
@@ -396,31 +241,9 @@ def read_pcap_head(path: Path, fcr: str) -> dict[str, list]:
     """Per peer address: FCR->peer segments [(t, payload_len, flags, first payload bytes)].
     (nsr_switchover.read_pcap keeps no payload bytes; message types are needed here.)"""
     out: dict[str, list] = {}
-    data = path.read_bytes()
-    if len(data) < 24:
-        return out
-    magic = struct.unpack_from("<I", data, 0)[0]
-    endian = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
-    magic = struct.unpack_from(endian + "I", data, 0)[0]
-    scale = 1e-9 if magic == 0xA1B23C4D else 1e-6
-    linktype = struct.unpack_from(endian + "I", data, 20)[0]
     fcr_b = socket.inet_aton(fcr)
-    rec = struct.Struct(endian + "IIII")
-    off = 24
-    for _ in range(100_000_000):
-        if off + 16 > len(data):
-            break
-        sec, frac, incl, _orig = rec.unpack_from(data, off)
-        off += 16
-        pkt = data[off:off + incl]
-        off += incl
-        if linktype == 1 and len(pkt) >= 14 and pkt[12:14] == b"\x08\x00":
-            ip = pkt[14:]
-        elif linktype == 113 and len(pkt) >= 16 and pkt[14:16] == b"\x08\x00":
-            ip = pkt[16:]
-        else:
-            continue
-        if len(ip) < 20 or ip[9] != 6 or ip[12:16] != fcr_b:
+    for t, ip in sw.pcap_ipv4_tcp(path):
+        if ip[12:16] != fcr_b:
             continue
         ihl = (ip[0] & 15) * 4
         total = (ip[2] << 8) | ip[3]
@@ -428,8 +251,7 @@ def read_pcap_head(path: Path, fcr: str) -> dict[str, list]:
         if len(tcp) < 20:
             continue
         doff = (tcp[12] >> 4) * 4
-        out.setdefault(socket.inet_ntoa(ip[16:20]), []).append(
-            (sec + frac * scale, total - ihl - doff, tcp[13], bytes(tcp[doff:])))
+        out.setdefault(socket.inet_ntoa(ip[16:20]), []).append((t, total - ihl - doff, tcp[13], bytes(tcp[doff:])))
     return out
 
 
@@ -526,9 +348,7 @@ class Bench(sw.Bench):
 
         a = self.args
         tag = f"{n}x{routes}"
-        wd = self.rundir / tag
-        wd.mkdir()
-        os.chmod(wd, 0o755)
+        wd = self.case_dir(tag)
         (wd / "run").mkdir()
         (wd / "fcrd.json").write_text(json.dumps(fcr_config(n, 1, False, a.hold, "no-export"), indent=1))
         ctl0, ctl1 = str(wd / "fcrd0.ctl"), str(wd / "fcrd1.ctl")
@@ -546,20 +366,6 @@ class Bench(sw.Bench):
             return routes * (i + 1) // n - routes * i // n
 
         expect_out = routes - share(0) if n > 1 else 0  # what peer 1 (iBGP) gets back
-
-        def wait_for(cond, timeout: float, what: str, proc=None, period: float = 0.1):
-            end = time.monotonic() + timeout
-            for _ in range(int(timeout / period) + 10):
-                if proc is not None and proc.poll() is not None:
-                    raise RuntimeError(f"{what}: process exited with {proc.returncode}")
-                with contextlib.suppress(Exception):
-                    v = cond()
-                    if v:
-                        return v
-                if time.monotonic() > end:
-                    break
-                time.sleep(period)
-            raise RuntimeError(f"{what}: not within {timeout} s")
 
         try:
             hp = self.h_fcr.popen([PYTHON, "-m", "appliance.nsr.holder", "--socket", holder],
@@ -771,10 +577,7 @@ def table(results: list[dict]) -> str:
             lines.append(f"| {case} | error: {r.get('error', '')[:120]} | | | | | | | | | | |")
             continue
         g, k = r["gap_first_bgp_ms"], r["gap_first_ka_rr_ms"]
-        holds = sum(1 for p in r["problems"] if "hold timer expired" in p)
-        other = [p for p in r["problems"] if "hold timer expired" not in p]
-        dropped = "none" if not r["problems"] else ", ".join(
-            ([f"{holds} of {r['peers']} hold timers expired at the peers"] if holds else []) + other[:3])
+        dropped = dropped_text(r)
         rel = r.get("kill_to_bgp.output-released_s")
         eorr = r.get("kill_to_table_eorr_s")
         lines.append(
@@ -791,12 +594,7 @@ def table(results: list[dict]) -> str:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "speaker":
-        sp = argparse.ArgumentParser(prog="nsr_crash.py speaker")
-        sp.add_argument("--connect", required=True)
-        sp.add_argument("--peers", type=int, required=True)
-        sp.add_argument("--routes", type=int, required=True)
-        sp.add_argument("--max-seconds", type=float, default=1800)
-        sp.add_argument("--hold", type=int, default=HOLD)
+        sp = speaker_parser("nsr_crash.py speaker")
         sp.add_argument("--refresh-rate", type=float, default=0)
         return cmd_speaker(sp.parse_args(argv[1:]))
     p = argparse.ArgumentParser(description="NSR crash (kill -9) benchmark")
@@ -814,33 +612,14 @@ def main(argv=None) -> int:
         args.cases = parse_cases(args.cases)
     except ValueError as exc:
         p.error(str(exc))
-    args.command = " ".join(shlex.quote(x) for x in [".venv/bin/python", "bench/nsr_crash.py", *argv])
-    if os.geteuid() != 0:
-        print("bench/nsr_crash.py needs root (network namespaces, tcpdump)", file=sys.stderr)
+    got = run_bench(Bench, args, "bench/nsr_crash.py", argv)
+    if got is None:
         return 2
-
-    def on_signal(signum, frame):
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
-    t0 = time.monotonic()
-    bench = None
-    try:
-        bench = Bench(args)
-        bench.run()
-    finally:
-        if bench is not None:
-            bench.close()
-    git = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-                         capture_output=True, text=True).stdout.strip()
-    out = {"command": args.command, "git": git, "nproc": os.cpu_count(), "kernel": os.uname().release,
-           "python": sys.version.split()[0], "seconds": round(time.monotonic() - t0, 1),
-           "results": bench.results}
+    bench, out = got
     (bench.rundir / "results.json").write_text(json.dumps(out, indent=1))
     print()
     print(table(bench.results))
-    print(f"\n{len(bench.results)} cases in {out['seconds']} s (git {git}); "
+    print(f"\n{len(bench.results)} cases in {out['seconds']} s (git {out['git']}); "
           f"logs, captures and results.json: {bench.rundir}")
     return 0 if all(r.get("status") == "ok" and not r.get("problems") for r in bench.results) else 1
 

@@ -303,6 +303,212 @@ def build_feed(idx: int, lo: int, hi: int, nlri: bytes, asn: int, next_hop: str,
             for k in range(0, len(parts), CHUNK_SETS)]
 
 
+class Speaker:
+    """The speaker process's loop over its sessions (``run``): the commands on stdin (JSON
+    lines: ``send``, ``probe``, ``reset-gap``, ``status``, ``stop``), the paced or unpaced
+    feed, probe and hold-time KEEPALIVEs, events on stdout. bench/nsr_crash.py subclasses it
+    (``command``, ``received``, ``sent``) to answer ROUTE-REFRESH."""
+
+    def __init__(self, sessions: list[Sess], max_seconds: float) -> None:
+        self.sessions = sessions
+        self.max_seconds = max_seconds
+        self.sel = selectors.DefaultSelector()
+        self.probe = 0.0  # seconds between probe KEEPALIVEs (0: off)
+        self.next_probe = 0.0
+        self.rate = self.tokens = self.t_tokens = 0.0  # paced feed: routes per second, routes allowed now
+        self.rr = 0
+        self.sending = False  # a "send" not yet all handed to the kernel ("sent" event when it is)
+        self.stop = False
+
+    # -- hooks for subclasses
+    def received(self, s: Sess, t: float) -> None:
+        """After ``s.parse`` of what arrived at ``t`` (the session not lost)."""
+
+    def sent(self, s: Sess, data: bytes) -> None:
+        """``data`` (one queued item) is all handed to the kernel."""
+
+    # -- the session's output
+    def want_write(self, s: Sess) -> None:
+        if s.sock is not None and s.lost is None:
+            self.sel.modify(s.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if s.wq else 0), s)
+
+    def flush(self, s: Sess) -> None:
+        for _ in range(10_000):
+            if not s.wq or s.lost is not None:
+                break
+            head = s.wq[0]
+            try:
+                sent = s.sock.send(head[s.woff:])
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                self.lose(s, f"send: {exc}")
+                return
+            s.woff += sent
+            if s.woff >= len(head):
+                s.wq.popleft()
+                s.woff = 0
+                self.sent(s, head)
+        self.want_write(s)
+
+    def lose(self, s: Sess, why: str) -> None:
+        if s.lost is None:
+            s.lost = why
+        emit(event="lost", peer=s.local, why=s.lost, t=time.monotonic())
+        with contextlib.suppress(Exception):
+            self.sel.unregister(s.sock)
+
+    def start_feed(self, s: Sess, items: list, rate: float) -> None:
+        """Queue ``items`` [(bytes, routes)]: all at once (``rate`` 0) or for the pacer."""
+        if not rate:
+            s.wq.extend(b for b, _r in items)
+            self.flush(s)
+        else:
+            s.feed = list(reversed(items))  # pop() from the end
+
+    def command(self, c: dict) -> None:
+        what = c.get("cmd")
+        if what == "send":
+            self.rate = float(c.get("rate") or 0)
+            self.tokens, self.t_tokens = 0.0, time.monotonic()
+            gen = int(c.get("gen") or 0)
+            for s in self.sessions:
+                s.feed = []
+                self.start_feed(s, s.feeds[gen], self.rate)
+            self.sending = True
+            emit(event="sending", t=time.monotonic(), rate=self.rate)
+        elif what == "probe":
+            self.probe = float(c.get("ms", 0)) / 1000.0
+            self.next_probe = time.monotonic()
+            emit(event="probe", ms=c.get("ms", 0), t=time.monotonic())
+        elif what == "reset-gap":
+            for s in self.sessions:
+                s.max_gap = 0.0
+            emit(event="reset-gap", t=time.monotonic())
+        elif what == "status":
+            emit(event="status", t=time.monotonic(), sessions=[s.status() for s in self.sessions])
+        elif what == "stop":
+            self.stop = True
+
+    def run(self, connect: str, listen: bool, t_built: float) -> int:
+        """Listen (or not: the sessions connect), the handshakes, then the loop until
+        ``stop``, stdin's end or ``max_seconds``. ``t_built``: when the feeds' build began."""
+        sessions, sel = self.sessions, self.sel
+        try:
+            if listen:
+                for s in sessions:
+                    s.listen()
+            emit(event="built", seconds=round(time.monotonic() - t_built, 3))
+            for s in sessions:
+                s.handshake(connect, 30.0)
+            emit(event="established", n=len(sessions), t=time.monotonic())
+            for s in sessions:
+                sel.register(s.sock, selectors.EVENT_READ, s)
+            stdin_fd = sys.stdin.fileno()
+            os.set_blocking(stdin_fd, False)
+            sel.register(stdin_fd, selectors.EVENT_READ, None)
+            cmdbuf = b""
+            deadline = time.monotonic() + self.max_seconds
+            chunk = bytearray(1 << 20)
+            view = memoryview(chunk)
+            for _ in range(1_000_000_000):
+                now = time.monotonic()
+                if self.stop or now > deadline:
+                    break
+                nxt = min([s.next_ka for s in sessions if s.lost is None] or [now + 0.5])
+                if self.rate:
+                    nxt = min(nxt, now + 0.005)
+                if self.probe:
+                    nxt = min(nxt, self.next_probe)
+                for key, ev in sel.select(max(0.0, min(0.2, nxt - now))):
+                    s = key.data
+                    if s is None:
+                        try:
+                            data = os.read(stdin_fd, 65536)
+                        except BlockingIOError:
+                            continue
+                        if not data:
+                            self.stop = True
+                            continue
+                        cmdbuf += data
+                        while b"\n" in cmdbuf:
+                            line, cmdbuf = cmdbuf.split(b"\n", 1)
+                            if line.strip():
+                                self.command(json.loads(line))
+                        continue
+                    if ev & selectors.EVENT_READ and s.lost is None:
+                        try:
+                            got = s.sock.recv_into(view)
+                        except BlockingIOError:
+                            got = -1
+                        except OSError as exc:
+                            self.lose(s, f"recv: {exc}")
+                            continue
+                        if got == 0:
+                            self.lose(s, "connection closed by FCR")
+                            continue
+                        if got > 0:
+                            t = time.monotonic()
+                            s.rx["bytes"] += got
+                            s.max_gap = max(s.max_gap, t - s.last_rx)
+                            s.last_rx = t
+                            s.rbuf += view[:got]
+                            s.parse(t)
+                            if s.lost is not None:
+                                self.lose(s, s.lost)
+                                continue
+                            self.received(s, t)
+                    if ev & selectors.EVENT_WRITE and s.lost is None:
+                        self.flush(s)
+                now = time.monotonic()
+                if self.rate:
+                    self.tokens = min(self.tokens + self.rate * (now - self.t_tokens), max(self.rate * 0.05, 2048.0))
+                    self.t_tokens = now
+                    left = [s for s in sessions if s.feed and s.lost is None]
+                    for _ in range(100_000):
+                        if not left or self.tokens <= 0:
+                            break
+                        s = left[self.rr % len(left)]
+                        self.rr += 1
+                        data, nroutes = s.feed.pop()
+                        s.wq.append(data)
+                        self.tokens -= max(nroutes, 1)
+                        self.flush(s)
+                        if not s.feed:
+                            left.remove(s)
+                    if not left:
+                        self.rate = 0.0
+                if self.sending and not any(s.feed or s.wq for s in sessions if s.lost is None):
+                    self.sending = False  # the last UPDATE is in the kernel (sent, maybe not yet read)
+                    emit(event="sent", t=now)
+                probing = self.probe and now >= self.next_probe
+                if probing:
+                    self.next_probe = now + self.probe
+                for s in sessions:
+                    if s.lost is not None:
+                        continue
+                    if now - s.last_rx > s.hold and s.hold_expired is None:
+                        # A real peer sends a NOTIFICATION and closes here; we record it and keep
+                        # the session (so the measurement of the rest goes on).
+                        s.hold_expired = f"hold timer expired ({now - s.last_rx:.1f} s without a message)"
+                        emit(event="lost", peer=s.local, why=s.hold_expired, t=now)
+                    if (probing and not s.wq) or now >= s.next_ka:
+                        s.wq.append(feedmod.keepalive())
+                        s.next_ka = now + s.keepalive
+                        self.flush(s)
+            emit(event="stopped", t=time.monotonic(), sessions=[s.status() for s in sessions])
+            return 0
+        except Exception as exc:  # noqa: BLE001 - reported to the driver
+            emit(event="error", error=repr(exc), t=time.monotonic())
+            return 1
+        finally:
+            for s in sessions:
+                for sk in (s.sock, s.listener):
+                    if sk is not None:
+                        with contextlib.suppress(OSError):
+                            sk.close()
+
+
 def cmd_speaker(args) -> int:
     feedmod._install_signal_exit()
     n, total = args.peers, args.routes
@@ -316,188 +522,18 @@ def cmd_speaker(args) -> int:
                               ibgp=s.asn == FCR_AS, no_export=no_export, gen=g)
                    for g in range(args.gens)]
     del nlri
-    sel = selectors.DefaultSelector()
-    try:
-        if not args.active:
-            for s in sessions:
-                s.listen()
-        emit(event="built", seconds=round(time.monotonic() - t0, 3))
-        for s in sessions:
-            s.handshake(args.connect, 30.0)
-        emit(event="established", n=len(sessions), t=time.monotonic())
-        for s in sessions:
-            sel.register(s.sock, selectors.EVENT_READ, s)
-        stdin_fd = sys.stdin.fileno()
-        os.set_blocking(stdin_fd, False)
-        sel.register(stdin_fd, selectors.EVENT_READ, None)
-        cmdbuf = b""
-        probe = 0.0  # seconds between probe KEEPALIVEs (0: off)
-        rate = tokens = t_tokens = 0.0  # paced feed: routes per second, routes allowed now
-        rr = 0
-        sending = False  # a "send" not yet all handed to the kernel ("sent" event when it is)
-        next_probe = 0.0
-        deadline = time.monotonic() + args.max_seconds
-        stop = False
-        chunk = bytearray(1 << 20)
-        view = memoryview(chunk)
+    return Speaker(sessions, args.max_seconds).run(args.connect, not args.active, t0)
 
-        def want_write(s: Sess) -> None:
-            if s.sock is not None and s.lost is None:
-                sel.modify(s.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if s.wq else 0), s)
 
-        def flush(s: Sess) -> None:
-            for _ in range(10_000):
-                if not s.wq or s.lost is not None:
-                    break
-                head = s.wq[0]
-                try:
-                    sent = s.sock.send(head[s.woff:])
-                except BlockingIOError:
-                    break
-                except OSError as exc:
-                    lose(s, f"send: {exc}")
-                    return
-                s.woff += sent
-                if s.woff >= len(head):
-                    s.wq.popleft()
-                    s.woff = 0
-            want_write(s)
-
-        def lose(s: Sess, why: str) -> None:
-            if s.lost is None:
-                s.lost = why
-            emit(event="lost", peer=s.local, why=s.lost, t=time.monotonic())
-            with contextlib.suppress(Exception):
-                sel.unregister(s.sock)
-
-        def command(c: dict) -> None:
-            nonlocal probe, next_probe, stop
-            what = c.get("cmd")
-            if what == "send":
-                nonlocal rate, tokens, t_tokens, sending
-                rate = float(c.get("rate") or 0)
-                tokens, t_tokens = 0.0, time.monotonic()
-                gen = int(c.get("gen") or 0)
-                for s in sessions:
-                    s.feed = list(s.feeds[gen])
-                sending = True
-                if not rate:
-                    for s in sessions:
-                        s.wq.extend(b for b, _r in s.feed)
-                        s.feed = []
-                        flush(s)
-                else:
-                    for s in sessions:
-                        s.feed.reverse()  # pop() from the end
-                emit(event="sending", t=time.monotonic(), rate=rate)
-            elif what == "probe":
-                probe = float(c.get("ms", 0)) / 1000.0
-                next_probe = time.monotonic()
-                emit(event="probe", ms=c.get("ms", 0), t=time.monotonic())
-            elif what == "reset-gap":
-                for s in sessions:
-                    s.max_gap = 0.0
-                emit(event="reset-gap", t=time.monotonic())
-            elif what == "status":
-                emit(event="status", t=time.monotonic(), sessions=[s.status() for s in sessions])
-            elif what == "stop":
-                stop = True
-
-        for _ in range(1_000_000_000):
-            now = time.monotonic()
-            if stop or now > deadline:
-                break
-            nxt = min([s.next_ka for s in sessions if s.lost is None] or [now + 0.5])
-            if rate:
-                nxt = min(nxt, now + 0.005)
-            if probe:
-                nxt = min(nxt, next_probe)
-            for key, ev in sel.select(max(0.0, min(0.2, nxt - now))):
-                s = key.data
-                if s is None:
-                    try:
-                        data = os.read(stdin_fd, 65536)
-                    except BlockingIOError:
-                        continue
-                    if not data:
-                        stop = True
-                        continue
-                    cmdbuf += data
-                    while b"\n" in cmdbuf:
-                        line, cmdbuf = cmdbuf.split(b"\n", 1)
-                        if line.strip():
-                            command(json.loads(line))
-                    continue
-                if ev & selectors.EVENT_READ and s.lost is None:
-                    try:
-                        got = s.sock.recv_into(view)
-                    except BlockingIOError:
-                        got = -1
-                    except OSError as exc:
-                        lose(s, f"recv: {exc}")
-                        continue
-                    if got == 0:
-                        lose(s, "connection closed by FCR")
-                        continue
-                    if got > 0:
-                        t = time.monotonic()
-                        s.rx["bytes"] += got
-                        s.max_gap = max(s.max_gap, t - s.last_rx)
-                        s.last_rx = t
-                        s.rbuf += view[:got]
-                        s.parse(t)
-                        if s.lost is not None:
-                            lose(s, s.lost)
-                            continue
-                if ev & selectors.EVENT_WRITE and s.lost is None:
-                    flush(s)
-            now = time.monotonic()
-            if rate:
-                tokens = min(tokens + rate * (now - t_tokens), max(rate * 0.05, 2048.0))
-                t_tokens = now
-                left = [s for s in sessions if s.feed and s.lost is None]
-                for _ in range(100_000):
-                    if not left or tokens <= 0:
-                        break
-                    s = left[rr % len(left)]
-                    rr += 1
-                    data, nroutes = s.feed.pop()
-                    s.wq.append(data)
-                    tokens -= max(nroutes, 1)
-                    flush(s)
-                    if not s.feed:
-                        left.remove(s)
-                if not left:
-                    rate = 0.0
-            if sending and not any(s.feed or s.wq for s in sessions if s.lost is None):
-                sending = False  # the last UPDATE is in the kernel (sent, maybe not yet read)
-                emit(event="sent", t=now)
-            probing = probe and now >= next_probe
-            if probing:
-                next_probe = now + probe
-            for s in sessions:
-                if s.lost is not None:
-                    continue
-                if now - s.last_rx > s.hold and s.hold_expired is None:
-                    # A real peer sends a NOTIFICATION and closes here; we record it and keep
-                    # the session (so the measurement of the rest goes on).
-                    s.hold_expired = f"hold timer expired ({now - s.last_rx:.1f} s without a message)"
-                    emit(event="lost", peer=s.local, why=s.hold_expired, t=now)
-                if (probing and not s.wq) or now >= s.next_ka:
-                    s.wq.append(feedmod.keepalive())
-                    s.next_ka = now + s.keepalive
-                    flush(s)
-        emit(event="stopped", t=time.monotonic(), sessions=[s.status() for s in sessions])
-        return 0
-    except Exception as exc:  # noqa: BLE001 - reported to the driver
-        emit(event="error", error=repr(exc), t=time.monotonic())
-        return 1
-    finally:
-        for s in sessions:
-            for sk in (s.sock, s.listener):
-                if sk is not None:
-                    with contextlib.suppress(OSError):
-                        sk.close()
+def speaker_parser(prog: str) -> argparse.ArgumentParser:
+    """The ``speaker`` sub-command's arguments common to this bench and nsr_crash.py."""
+    sp = argparse.ArgumentParser(prog=prog)
+    sp.add_argument("--connect", required=True)
+    sp.add_argument("--peers", type=int, required=True)
+    sp.add_argument("--routes", type=int, required=True)
+    sp.add_argument("--max-seconds", type=float, default=1800)
+    sp.add_argument("--hold", type=int, default=HOLD)
+    return sp
 
 
 # =========================================================================== driver helpers
@@ -608,12 +644,11 @@ def ctl(path: str, method: str, timeout: float = 30.0, **params):
 # --------------------------------------------------------------------------- pcap
 
 
-def read_pcap(path: Path, fcr: str) -> dict[str, dict[str, list]]:
-    """Per peer address: FCR->peer segments [(t, payload, flags)] and peer->FCR [(t, payload)]."""
-    out: dict[str, dict[str, list]] = collections.defaultdict(lambda: {"from_fcr": [], "to_fcr": []})
+def pcap_ipv4_tcp(path: Path):
+    """The IPv4 TCP packets of a pcap file (Ethernet or Linux cooked capture): (time, IP packet)."""
     data = path.read_bytes()
     if len(data) < 24:
-        return out
+        return
     magic = struct.unpack_from("<I", data, 0)[0]
     if magic in (0xA1B2C3D4, 0xA1B23C4D):
         endian = "<"
@@ -622,7 +657,6 @@ def read_pcap(path: Path, fcr: str) -> dict[str, dict[str, list]]:
         magic = struct.unpack_from(">I", data, 0)[0]
     scale = 1e-9 if magic == 0xA1B23C4D else 1e-6
     linktype = struct.unpack_from(endian + "I", data, 20)[0]
-    fcr_b = socket.inet_aton(fcr)
     off = 24
     rec = struct.Struct(endian + "IIII")
     for _ in range(100_000_000):
@@ -645,6 +679,14 @@ def read_pcap(path: Path, fcr: str) -> dict[str, dict[str, list]]:
             continue
         if len(ip) < 20 or ip[9] != 6:
             continue
+        yield t, ip
+
+
+def read_pcap(path: Path, fcr: str) -> dict[str, dict[str, list]]:
+    """Per peer address: FCR->peer segments [(t, payload, flags)] and peer->FCR [(t, payload)]."""
+    out: dict[str, dict[str, list]] = collections.defaultdict(lambda: {"from_fcr": [], "to_fcr": []})
+    fcr_b = socket.inet_aton(fcr)
+    for t, ip in pcap_ipv4_tcp(path):
         ihl = (ip[0] & 15) * 4
         total = (ip[2] << 8) | ip[3]
         tcp = ip[ihl:]
@@ -759,15 +801,19 @@ class Bench:
         return self.h_fcr.popen([fcrd_path(), "--config", str(wd / "fcrd.json"), *extra],
                                 log=wd / f"fcrd-{tag}.log", env=fcrd_env())
 
+    def case_dir(self, tag: str) -> Path:
+        wd = self.rundir / tag
+        wd.mkdir()
+        os.chmod(wd, 0o755)
+        return wd
+
     def run_case(self, n: int, routes: int) -> dict:
         from appliance.nsr.issu import run_issu
         from tests.topotest.netns import Host
 
         a = self.args
         tag = f"{n}x{routes}"
-        wd = self.rundir / tag
-        wd.mkdir()
-        os.chmod(wd, 0o755)
+        wd = self.case_dir(tag)
         table_peers = min(a.table_peers, n)
         (wd / "fcrd.json").write_text(json.dumps(fcr_config(n, table_peers, a.fcr_passive, a.hold, a.filter), indent=1))
         control = str(wd / "fcrd.ctl")
@@ -1002,9 +1048,7 @@ class Bench:
 
         a = self.args
         tag = f"churn-{n}x{routes}-{'standby' if with_standby else 'alone'}"
-        wd = self.rundir / tag
-        wd.mkdir()
-        os.chmod(wd, 0o755)
+        wd = self.case_dir(tag)
         table_peers = min(a.table_peers, n)
         (wd / "fcrd.json").write_text(json.dumps(fcr_config(n, table_peers, a.fcr_passive, a.hold, a.filter), indent=1))
         control, sb_control = str(wd / "fcrd.ctl"), str(wd / "standby.ctl")
@@ -1219,9 +1263,11 @@ class Bench:
                 Host.stop_process(p)
 
 
-def wait_for(pred, timeout: float, what: str, proc: subprocess.Popen | None = None):
+def wait_for(pred, timeout: float, what: str, proc: subprocess.Popen | None = None, period: float = 0.1):
+    """``pred()``'s first true value, polled every ``period`` s (its exceptions count as
+    false); RuntimeError after ``timeout`` s or if ``proc`` exits."""
     deadline = time.monotonic() + timeout
-    for _ in range(1_000_000):
+    for _ in range(int(timeout / period) + 10):
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{what}: process exited with {proc.returncode}")
         with contextlib.suppress(Exception):
@@ -1229,9 +1275,9 @@ def wait_for(pred, timeout: float, what: str, proc: subprocess.Popen | None = No
             if v:
                 return v
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not after {timeout} s")
-        time.sleep(0.1)
-    return None
+            break
+        time.sleep(period)
+    raise RuntimeError(f"{what}: not after {timeout} s")
 
 
 STORE_Q_WRITTEN = ("SELECT max(k.seq) FROM kv k JOIN namespaces n ON k.ns = n.id WHERE k.value IS NOT NULL AND "
@@ -1357,6 +1403,15 @@ def _t(d: dict, key: str) -> str:
     return "-" if d.get(key) is None else f"{d[key]:.3f}"
 
 
+def dropped_text(r: dict) -> str:
+    """A row's "sessions dropped" cell: the hold timers that expired at the peers counted,
+    then the first three other problems."""
+    holds = sum(1 for p in r["problems"] if "hold timer expired" in p)
+    other = [p for p in r["problems"] if "hold timer expired" not in p]
+    return "none" if not r["problems"] else ", ".join(
+        ([f"{holds} of {r['peers']} hold timers expired at the peers"] if holds else []) + other[:3])
+
+
 def table(results: list[dict]) -> str:
     """The markdown table of docs/performance.md ("NSR switchover")."""
     lines = [
@@ -1377,10 +1432,7 @@ def table(results: list[dict]) -> str:
         fz = r.get("freeze_ms") or {}
         ok_f = "" if not fz else (" ✓" if fz["max"] <= AIM_FREEZE_MS else " ✗")
         ok_s = " ✓" if r["switchover_s"] <= AIM_SWITCHOVER_S else " ✗"
-        holds = sum(1 for p in r["problems"] if "hold timer expired" in p)
-        other = [p for p in r["problems"] if "hold timer expired" not in p]
-        dropped = "none" if not r["problems"] else ", ".join(
-            ([f"{holds} of {r['peers']} hold timers expired at the peers"] if holds else []) + other[:3])
+        dropped = dropped_text(r)
         lines.append(
             f"| {case} | {r['hold']} | {fmt_ms(fz, 'median')} / {fmt_ms(fz, 'max')}{ok_f} "
             f"| {fmt_ms(r.get('first_bgp_ms'), 'max')} | {r['box_freeze_ms']:.0f} "
@@ -1444,15 +1496,38 @@ def parse_cases(text: str) -> list[tuple[int, int]]:
     return out
 
 
+def run_bench(bench_cls, args, script: str, argv: list[str]):
+    """``bench_cls(args).run()``, closed on every exit path (SIGINT/SIGTERM/SIGHUP raise
+    SystemExit); returns the bench and results.json's common fields (None: not root)."""
+    args.command = " ".join(shlex.quote(x) for x in [".venv/bin/python", script, *argv])
+    if os.geteuid() != 0:
+        print(f"{script} needs root (network namespaces, tcpdump)", file=sys.stderr)
+        return None
+
+    def on_signal(signum, frame):
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    t0 = time.monotonic()
+    bench = None
+    try:
+        bench = bench_cls(args)
+        bench.run()
+    finally:
+        if bench is not None:
+            bench.close()
+    git = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                         capture_output=True, text=True).stdout.strip()
+    return bench, {"command": args.command, "git": git, "nproc": os.cpu_count(), "kernel": os.uname().release,
+                   "python": sys.version.split()[0], "seconds": round(time.monotonic() - t0, 1),
+                   "results": bench.results}
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "speaker":
-        sp = argparse.ArgumentParser(prog="nsr_switchover.py speaker")
-        sp.add_argument("--connect", required=True)
-        sp.add_argument("--peers", type=int, required=True)
-        sp.add_argument("--routes", type=int, required=True)
-        sp.add_argument("--max-seconds", type=float, default=1800)
-        sp.add_argument("--hold", type=int, default=HOLD)
+        sp = speaker_parser("nsr_switchover.py speaker")
         sp.add_argument("--table-peers", type=int, default=1)
         sp.add_argument("--filter", choices=("policy", "no-export"), default="policy")
         sp.add_argument("--active", action="store_true", help="connect to FCR (else: listen, FCR connects)")
@@ -1498,29 +1573,11 @@ def main(argv=None) -> int:
         args.churn = parse_cases(args.churn)
     except ValueError as exc:
         p.error(str(exc))
-    args.command = " ".join(shlex.quote(x) for x in [".venv/bin/python", "bench/nsr_switchover.py", *argv])
-    if os.geteuid() != 0:
-        print("bench/nsr_switchover.py needs root (network namespaces, tcpdump)", file=sys.stderr)
+    got = run_bench(Bench, args, "bench/nsr_switchover.py", argv)
+    if got is None:
         return 2
-
-    def on_signal(signum, frame):
-        raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, on_signal)
-    t0 = time.monotonic()
-    bench = None
-    try:
-        bench = Bench(args)
-        bench.run()
-    finally:
-        if bench is not None:
-            bench.close()
-    git = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-                         capture_output=True, text=True).stdout.strip()
-    out = {"command": args.command, "git": git, "nproc": os.cpu_count(), "kernel": os.uname().release,
-           "python": sys.version.split()[0], "seconds": round(time.monotonic() - t0, 1),
-           "results": bench.results, "churn": bench.churn}
+    bench, out = got
+    out["churn"] = bench.churn
     (bench.rundir / "results.json").write_text(json.dumps(out, indent=1))
     print()
     if bench.results:
@@ -1528,7 +1585,7 @@ def main(argv=None) -> int:
     if bench.churn:
         print()
         print(churn_table(bench.churn))
-    print(f"\n{len(bench.results)} + {len(bench.churn)} cases in {out['seconds']} s (git {git}); "
+    print(f"\n{len(bench.results)} + {len(bench.churn)} cases in {out['seconds']} s (git {out['git']}); "
           f"logs, captures and results.json: {bench.rundir}")
     return 0 if all(r.get("status") == "ok" and not r.get("dropped") and not r.get("problems")
                     for r in [*bench.results, *bench.churn]) else 1
