@@ -53,9 +53,14 @@ def test_standby_follows_and_ends_at_the_active_engines_sequence(tmp_path):
                 if changed:
                     act_eng.bgp.loc_rib[IPV4_UNICAST].announce(path, changed)
                 await asyncio.sleep(0.05)
-            await _until(lambda: active._writer is not None and active._writer.pending() == 0, 5, "all written")
-            await _until(lambda: standby._mirror_applied >= active._mirror_written, 5,
-                         f"standby at the active's sequence ({standby._mirror_applied} < {active._mirror_written})")
+            await _until(lambda: active._writer is not None and active._writer.pending() == 0, 5, "all taken")
+            # A flush takes the journal before its store write lands, and under the lock: the
+            # written sequence is final only once no flush holds the lock (as release does).
+            async with active._mirror_lock:
+                assert active._writer.pending() == 0
+                written = active._mirror_written
+            await _until(lambda: standby._mirror_applied >= written, 5,
+                         f"standby at the active's sequence ({standby._mirror_applied} < {written})")
             assert _state(sb_eng.bgp) == _state(act_eng.bgp)
             st = await active.status()
             [sb] = st["standbys"]
