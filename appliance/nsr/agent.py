@@ -558,7 +558,9 @@ class NsrAgent:
             if os.environ.get(FAULT_ENV) == "release-after-dump":  # tests: killed mid-release
                 log_event(log, "nsr.fault-injected", point="release-after-dump")
                 os._exit(70)
+            timing["dumped"] = time.monotonic() - t0
             bfd = await self._export_bfd()
+            timing["bfd-exported"] = time.monotonic() - t0
             epoch = lease.epoch + 1
             records = [(NS_SESSION, k, {"epoch": epoch, "to": to, "bgp": snap, "tcp": tcp.to_dict(),
                                         "bfd": bfd.get(_norm(k)), "rib": states[k]})
@@ -569,6 +571,7 @@ class NsrAgent:
                         "vip": dict(vip) if vip_ else None,
                         "bfd-other": {p: v for p, v in bfd.items() if p not in {_norm(k) for k in keys}}}
             await self._call(st.put_many, [*records, (NS, "handover", handover)], fence=lease)
+            timing["written"] = time.monotonic() - t0
             new_lease = await self._call(st.transfer, LEASE, lease, to, self.lease_ttl)
         except BaseException as exc:
             # nothing was handed over: take the sessions back from our own dump
@@ -719,6 +722,7 @@ class NsrAgent:
                                     f"(lease: {lease.owner if lease else None})")
         lease = await self._call(st.renew, lease, self.lease_ttl)
         self.lease = lease
+        t_lease = time.monotonic()
         rec = await self._call(st.get, NS, "handover")
         ho = rec.value if rec else {}
         if ho.get("epoch") != lease.epoch:
@@ -736,6 +740,7 @@ class NsrAgent:
             return out
 
         recs = await self._call(read_all)
+        t_scan = time.monotonic()
         await self._mirror_caught_up(ho.get("mirror-seq", 0))
         # an old engine killed after the lease moved but before it dropped its held
         # duplicates (crash.py) leaves them as orphans: their 4-tuples must be free
@@ -796,7 +801,8 @@ class NsrAgent:
         bfd.update(ho.get("bfd-other") or {})
         await eng.nsr_activate(adopted, bfd)
         t_done = time.monotonic()
-        timing = {"records-read": t_read - t0, "sockets-restored": t_restored - t0,
+        timing = {"lease-renewed": t_lease - t0, "records-scanned": t_scan - t0,
+                  "records-read": t_read - t0, "sockets-restored": t_restored - t0,
                   "bgp-adopted": t_bgp - t0, "done": t_done - t0}
         if vip_added:
             timing["vip-added"] = t_vip - t0
