@@ -465,18 +465,13 @@ class Speaker:
         a state of None means they are this engine's own (a switchover undone). Every peer
         gets a KEEPALIVE at once; then each continues the queue it had: only what was
         queued and not sent goes out. ``interned(key)``: the sent map's attribute objects."""
-        for key in sessions:
-            if key not in self.peers:
+        adopted: list[str] = []
+        for key, (snap, _state, sock) in sessions.items():
+            peer = self.peers.get(key)
+            if peer is None:
                 raise HandoverError(f"{key}: not a configured neighbor")
-        # All at once: one by one, each adopt waits a loop turn for its transport, and the
-        # last peer's first KEEPALIVE (the end of its freeze) waited for all the others.
-        results = await asyncio.gather(*(self.peers[key].adopt(snap, sock)
-                                         for key, (snap, _state, sock) in sessions.items()),
-                                       return_exceptions=True)
-        adopted = [key for key, res in zip(sessions, results, strict=True) if res is None]
-        errors = [res for res in results if isinstance(res, BaseException)]
-        if errors:
-            raise errors[0]
+            await peer.adopt(snap, sock)
+            adopted.append(key)
         for key in adopted:
             ribs = self._session_context(self.peers[key])
             state = sessions[key][1]
