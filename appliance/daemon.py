@@ -33,6 +33,7 @@ from .config.native import ConfigError, EngineConfig, SystemConfig, load_file
 from .engine.control import ControlServer
 from .engine.engine import Engine, config_digest
 from .log import log_event, setup_logging
+from .loopwatch import GcPauseLog, LoopWatch
 
 log = logging.getLogger("fcr.daemon")
 
@@ -104,8 +105,14 @@ async def _run(engine: Engine, control_path: str, takeover_path: str | None = No
     # short-lived containers that reference counting frees anyway.
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+    gc_log = GcPauseLog()
+    gc.callbacks.append(gc_log)
+    watch = LoopWatch()  # scheduler slips: loop.slip in the log
+    watch.start()
     log_event(log, "daemon.ready", control=control_path, pid=os.getpid())
     await stop.wait()
+    await watch.stop()
+    gc.callbacks.remove(gc_log)
     log_event(log, "daemon.stopping", signal=reason[0] if reason else "")
     if guard is not None:
         await guard.stop()  # first: the sessions closed next get their FIN

@@ -1,0 +1,98 @@
+"""Scheduler slips: the event loop held by one callback for longer than it should be.
+
+Every timer of the daemon (KEEPALIVE, hold, BFD hand-off, lease renewal) runs on one
+asyncio loop, so a callback that runs for seconds delays all of them. Junos logs such a
+"scheduler slip"; so do we: a task on the loop stamps the time every ``tick``; a thread
+checks the stamp, and when it is older than ``threshold`` it logs ``loop.slip`` once
+with where the loop's thread is at that moment, and ``loop.slip-end`` with the whole
+duration when the loop runs again. The thread only reads a float and a frame: it never
+touches the loop's objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+import time
+import traceback
+
+from .log import log_event
+
+log = logging.getLogger("fcr.loop")
+
+
+
+class LoopWatch:
+    def __init__(self, threshold: float = 1.0, tick: float = 0.1) -> None:
+        self.threshold = threshold
+        self.tick = tick
+        self._stamp = time.monotonic()
+        self._stop = threading.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._loop_thread = 0
+        self.slips = 0  # slips seen (status and tests)
+
+    def start(self) -> None:
+        """Call on the loop's thread, with the loop running."""
+        self._loop_thread = threading.get_ident()
+        self._stamp = time.monotonic()
+        self._task = asyncio.get_running_loop().create_task(self._beat())
+        self._thread = threading.Thread(target=self._watch, name="fcr-loopwatch", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 2.0)
+
+    async def _beat(self) -> None:
+        while True:
+            self._stamp = time.monotonic()
+            await asyncio.sleep(self.tick)
+
+    def _watch(self) -> None:
+        slipping_since = 0.0
+        while not self._stop.wait(self.tick):
+            stamp = self._stamp
+            late = time.monotonic() - stamp
+            if late >= self.threshold and slipping_since != stamp:
+                slipping_since = stamp
+                self.slips += 1
+                log_event(log, "loop.slip", level=logging.WARNING, seconds=round(late, 2),
+                          where=self._where())
+            elif slipping_since and stamp != slipping_since:
+                log_event(log, "loop.slip-end", level=logging.WARNING,
+                          seconds=round(stamp - slipping_since, 2))
+                slipping_since = 0.0
+
+    def _where(self) -> str:
+        frame = sys._current_frames().get(self._loop_thread)
+        if frame is None:
+            return "?"
+        frames = traceback.extract_stack(frame)[-6:]
+        return " < ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}:{f.name}" for f in reversed(frames))
+
+
+GC_PAUSE_LOG = 0.1  # s: a collection this long holds every timer and read; log it
+
+
+class GcPauseLog:
+    """gc callback: log a collection that held the event loop for GC_PAUSE_LOG or more
+    (every timer of the engine waits for it; BFD runs in its own process and does not)."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self.started = now
+        elif now - self.started >= GC_PAUSE_LOG:
+            log_event(log, "gc.pause", level=logging.WARNING, generation=info.get("generation"),
+                      seconds=round(now - self.started, 3), collected=info.get("collected"))
