@@ -104,7 +104,7 @@ async def _run(engine: Engine, control_path: str, takeover_path: str | None = No
     # collect the young generation less often - a full table allocates millions of
     # short-lived containers that reference counting frees anyway.
     gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    gc.set_threshold(50_000, 5, 1000)
     gc_log = GcPauseLog()
     gc.callbacks.append(gc_log)
     watch = LoopWatch()  # scheduler slips: loop.slip in the log

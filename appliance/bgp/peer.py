@@ -81,6 +81,7 @@ from .packet.message import (
     decode_notification,
     decode_open,
     decode_route_refresh,
+    encode_message,
     shutdown_notification,
     split_messages,
 )
@@ -96,6 +97,12 @@ WRITE_HIGH_WATER = 256 * 1024
 # peers sending full tables the read size bounds how late a KEEPALIVE can be: at 256 KiB
 # (about 35,000 routes a read) ten busy peers delayed ours by over 2 s.
 READ_MAX = 64 * 1024
+# CPU one callback may spend on one peer's received messages. The rest waits in the
+# buffer, reading from that socket pauses (TCP flow control holds the peer back), and a
+# later loop iteration continues - after the timers that came due meanwhile. A read of
+# UPDATEs that are propagated to other peers costs 50-100 ms, so with ten busy peers one
+# loop iteration took 0.5-1.6 s without this.
+INPUT_SLICE = 0.005
 _TYPE_NAMES = {
     MsgType.OPEN: "open",
     MsgType.UPDATE: "update",
@@ -197,6 +204,7 @@ class _Protocol(asyncio.Protocol):
         # writes are logged before they are sent
         self.peek: Any = None
         self.tx_log: Any = None
+        self.input_deferred = False  # reads paused until the buffered messages are handled
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -894,9 +902,13 @@ class Peer:
         rc = self.stats.received
         # One clock read per socket read: every message of it arrived at the same time.
         now = self._loop_get().time() if msgs else 0.0
-        for mtype, body in msgs:
+        until = time.perf_counter() + INPUT_SLICE
+        for i, (mtype, body) in enumerate(msgs):
             if s.proto is not proto:
                 return  # dropped by an earlier message
+            if i and time.perf_counter() > until:
+                self._defer_input(s, proto, msgs[i:])
+                return
             name = _TYPE_NAMES[mtype]
             rc[name] += 1
             rc["total"] += 1
@@ -916,6 +928,27 @@ class Peer:
                 self._on_notification(s, body)
             else:
                 self._on_route_refresh(s, body)
+
+    def _defer_input(self, s: _Session, proto: _Protocol, rest: list[tuple[int, bytes]]) -> None:
+        """The slice is spent: ``rest`` goes back in front of the buffer, as it came."""
+        proto.buf[:0] = b"".join(encode_message(t, body) for t, body in rest)
+        if proto.peek is not None:
+            return  # peek mode: what is not used stays in the kernel; its reader comes back
+        t = s.transport
+        if t is None or proto.input_deferred:
+            return
+        proto.input_deferred = True
+        t.pause_reading()
+        self._loop_get().call_soon(self._continue_input, s, proto)
+
+    def _continue_input(self, s: _Session, proto: _Protocol) -> None:
+        proto.input_deferred = False
+        t = s.transport
+        if s.proto is not proto or t is None or t.is_closing() or self.handover_paused:
+            return  # gone; or a handover holds reads, and handover_resume continues them
+        self._data(s, proto)
+        if not proto.input_deferred and s.proto is proto and not t.is_closing() and not self.handover_paused:
+            t.resume_reading()
 
     def _error(self, s: _Session, event: Event, err: NotificationError) -> None:
         self.stats.last_error = err.reason

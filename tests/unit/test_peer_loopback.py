@@ -584,3 +584,44 @@ def test_keepalives_keep_flowing_while_a_table_is_ingested():
             assert t1 - t0 > 3 and max(gaps) < 3, (round(t1 - t0, 2), [round(g, 2) for g in gaps])
 
     run(main())
+
+
+def test_a_long_read_is_handled_in_slices_with_timers_in_between():
+    """One read holding 300 UPDATEs that cost 2 ms each (0.6 s) is not handled in one
+    callback: after INPUT_SLICE the rest waits, the loop runs its timers, and the
+    messages are still handled in the order they came."""
+
+    async def main():
+        async with Pair(a_passive=False, b_passive=True) as p:
+            p.b.start()
+            p.a.start()
+            await until(lambda: p.a.state == p.b.state == "Established")
+            slow = p.rb.update_received
+
+            def busy(peer, update):
+                end = time.perf_counter() + 0.002
+                while time.perf_counter() < end:
+                    pass
+                slow(peer, update)
+
+            p.rb.update_received = busy
+            prefixes = [f"10.{i >> 8 & 255}.{i & 255}.0/24" for i in range(300)]
+            ticks: list[float] = []
+
+            async def ticker() -> None:
+                while True:
+                    ticks.append(time.monotonic())
+                    await asyncio.sleep(0.005)
+
+            task = asyncio.get_running_loop().create_task(ticker())
+            await asyncio.sleep(0.05)
+            p.a.send_raw([ipv4_update([pfx], 65001, A_IP) for pfx in prefixes])
+            await until(lambda: len(p.rb.updates) == 300, timeout=20, what="all UPDATEs")
+            task.cancel()
+            got = [k for u in p.rb.updates for _f, _a, keys in u.announced for k in keys]
+            assert got == [prefix_to_key(x) for x in prefixes]
+            gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+            assert max(gaps) < 0.3, round(max(gaps), 3)
+            assert p.a.state == p.b.state == "Established"
+
+    run(main())
