@@ -3,9 +3,9 @@
 Every timer of the daemon (KEEPALIVE, hold, BFD hand-off, lease renewal) runs on one
 asyncio loop, so a callback that runs for seconds delays all of them. Junos logs such a
 "scheduler slip"; so do we: a task on the loop stamps the time every ``tick``; a thread
-checks the stamp, and when it is older than ``threshold`` it logs ``loop.slip`` once
-with where the loop's thread is at that moment, and ``loop.slip-end`` with the whole
-duration when the loop runs again. The thread only reads a float and a frame: it never
+checks the stamp, and when it is older than ``threshold`` it logs ``loop.slip`` with
+where the loop's thread is at that moment (again each ``threshold`` while it lasts), and
+``loop.slip-end`` with the whole duration when the loop runs again. The thread only reads a float and a frame: it never
 touches the loop's objects.
 """
 
@@ -57,19 +57,23 @@ class LoopWatch:
             await asyncio.sleep(self.tick)
 
     def _watch(self) -> None:
-        slipping_since = 0.0
+        slip_from: float | None = None  # the stamp the loop has not moved past
+        report_at = 0.0
         while not self._stop.wait(self.tick):
             stamp = self._stamp
+            if slip_from is not None and stamp != slip_from:
+                log_event(log, "loop.slip-end", level=logging.WARNING, seconds=round(stamp - slip_from, 2))
+                slip_from = None
             late = time.monotonic() - stamp
-            if late >= self.threshold and slipping_since != stamp:
-                slipping_since = stamp
+            if late < self.threshold:
+                continue
+            if slip_from is None:
+                slip_from, report_at = stamp, late
                 self.slips += 1
+            if late >= report_at:  # once per threshold while it lasts: where it is each time
+                report_at = late + self.threshold
                 log_event(log, "loop.slip", level=logging.WARNING, seconds=round(late, 2),
                           where=self._where())
-            elif slipping_since and stamp != slipping_since:
-                log_event(log, "loop.slip-end", level=logging.WARNING,
-                          seconds=round(stamp - slipping_since, 2))
-                slipping_since = 0.0
 
     def _where(self) -> str:
         frame = sys._current_frames().get(self._loop_thread)

@@ -18,7 +18,7 @@ def _hog(seconds: float) -> None:
     time.sleep(seconds)  # a callback that holds the loop
 
 
-def test_a_slip_is_logged_once_with_where_the_loop_is_and_its_end(caplog):
+def test_a_slip_is_logged_with_where_the_loop_is_and_its_end(caplog):
     async def main() -> LoopWatch:
         watch = LoopWatch(threshold=0.3, tick=0.05)
         watch.start()
@@ -32,8 +32,9 @@ def test_a_slip_is_logged_once_with_where_the_loop_is_and_its_end(caplog):
         watch = asyncio.run(main())
     slips = [m for m in _lines(caplog) if "event=loop.slip " in m]
     ends = [m for m in _lines(caplog) if "event=loop.slip-end" in m]
-    assert watch.slips == 1 and len(slips) == 1 and len(ends) == 1, caplog.text
-    assert "_hog" in slips[0], slips[0]
+    # at 0.3 s and again at 0.6 s into the 0.8 s hold (a loaded machine may see one less)
+    assert watch.slips == 1 and 1 <= len(slips) <= 3 and len(ends) == 1, caplog.text
+    assert all("_hog" in m for m in slips), slips
     end_s = float(ends[0].split("seconds=")[1].split()[0])
     assert 0.7 <= end_s <= 3.0, ends[0]
 
