@@ -76,11 +76,21 @@ class LoopWatch:
                           where=self._where())
 
     def _where(self) -> str:
-        frame = sys._current_frames().get(self._loop_thread)
-        if frame is None:
-            return "?"
-        frames = traceback.extract_stack(frame)[-6:]
-        return " < ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}:{f.name}" for f in reversed(frames))
+        """The loop thread's innermost frames; then every other thread's innermost one (a
+        thread in one long C call holds the GIL, and the loop thread waits where it was)."""
+        frames = sys._current_frames()
+        frame = frames.get(self._loop_thread)
+        where = _frames(frame, 6) if frame is not None else "?"
+        me = threading.get_ident()
+        names = {t.ident: t.name for t in threading.enumerate()}
+        others = [f"{names.get(tid, tid)}: {_frames(f, 2)}" for tid, f in frames.items()
+                  if tid not in (self._loop_thread, me)]
+        return " | ".join([where, *others])
+
+
+def _frames(frame: object, n: int) -> str:
+    stack = traceback.extract_stack(frame)[-n:]  # type: ignore[arg-type]
+    return " < ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}:{f.name}" for f in reversed(stack))
 
 
 GC_PAUSE_LOG = 0.1  # s: a collection this long holds every timer and read; log it
