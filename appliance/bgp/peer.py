@@ -330,14 +330,33 @@ class Peer:
         return (local[0], local[1], remote[0], remote[1])
 
     def flush_acks(self) -> None:
-        """Have the kernel send a delayed ACK it owes the peer now (TCP_QUICKACK): a session
-        whose reads are paused is ACKed on the delayed-ACK timer, so the peer's silence at a
-        switchover would begin up to that timer before the freeze."""
-        t = self._primary.transport
+        """Have the kernel send the ACK it owes the peer now (TCP_QUICKACK): a session whose
+        reads are paused is ACKed on the delayed-ACK timer at best, so the peer's silence at
+        a switchover would begin up to that timer before the freeze. The kernel sends it
+        only with an empty receive queue, so a paused session's unread bytes are taken into
+        the buffer first: unhandled, they travel in the snapshot (``rx-pending``) or are
+        handled at handover_resume. Not in peek mode (the crash guard: bytes leave the
+        kernel only once their messages are handled)."""
+        s = self._primary
+        t = s.transport
         sock = t.get_extra_info("socket") if t is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        if sock is None:
+            return
+        proto = s.proto
+        if self.handover_paused and proto is not None and proto.peek is None:
+            raw = socket.socket(fileno=sock.fileno())  # the transport's descriptor, borrowed
+            try:
+                for _ in range(64):  # bounded: the receive queue holds far less
+                    data = raw.recv(READ_MAX, socket.MSG_DONTWAIT)
+                    if not data:
+                        break  # end of stream: left to the next reader to see
+                    proto.buf += data
+            except OSError:
+                pass  # BlockingIOError: drained
+            finally:
+                raw.detach()
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
     @property
     def fsm(self) -> Fsm:

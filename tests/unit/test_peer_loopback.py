@@ -625,3 +625,33 @@ def test_a_long_read_is_handled_in_slices_with_timers_in_between():
             assert p.a.state == p.b.state == "Established"
 
     run(main())
+
+
+def test_flush_acks_takes_unread_bytes_of_a_paused_session_and_loses_none():
+    """A handover pause stops reads; flush_acks takes what the kernel holds into the
+    buffer (so that the kernel can ACK it at once) without handling it; the bytes are
+    handled, in order, when the pause is undone."""
+
+    async def main():
+        async with Pair(a_passive=False, b_passive=True) as p:
+            p.b.start()
+            p.a.start()
+            await until(lambda: p.a.state == p.b.state == "Established")
+            p.b.handover_pause()
+            prefixes = [f"10.9.{i}.0/24" for i in range(5)]
+            assert p.a.send_raw([ipv4_update([x], 65001, A_IP) for x in prefixes])
+            await asyncio.sleep(0.2)
+            assert p.rb.updates == []
+            proto = p.b._primary.proto
+            assert not proto.buf
+            p.b.flush_acks()
+            assert len(proto.buf) == sum(len(ipv4_update([x], 65001, A_IP)) for x in prefixes)
+            await asyncio.sleep(0.1)
+            assert p.rb.updates == []  # taken, not handled: the pause holds
+            p.b.handover_resume()
+            await until(lambda: len(p.rb.updates) == 5, what="the UPDATEs after the pause")
+            got = [k for u in p.rb.updates for _f, _a, keys in u.announced for k in keys]
+            assert got == [prefix_to_key(x) for x in prefixes]
+            assert p.a.state == p.b.state == "Established"
+
+    run(main())
