@@ -5,8 +5,8 @@ asyncio loop, so a callback that runs for seconds delays all of them. Junos logs
 "scheduler slip"; so do we: a task on the loop stamps the time every ``tick``; a thread
 checks the stamp, and when it is older than ``threshold`` it logs ``loop.slip`` with
 where the loop's thread is at that moment (again each ``threshold`` while it lasts), and
-``loop.slip-end`` with the whole duration when the loop runs again. The thread only reads a float and a frame: it never
-touches the loop's objects.
+``loop.slip-end`` with the whole duration when the loop runs again. The thread only
+reads a float and the threads' frames: it never touches the loop's objects.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from .log import log_event
 log = logging.getLogger("fcr.loop")
 
 
-
 class LoopWatch:
     def __init__(self, threshold: float = 1.0, tick: float = 0.1) -> None:
         self.threshold = threshold
@@ -33,7 +32,7 @@ class LoopWatch:
         self._task: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
         self._loop_thread = 0
-        self.slips = 0  # slips seen (status and tests)
+        self.slips = 0  # slips seen (tests)
 
     def start(self) -> None:
         """Call on the loop's thread, with the loop running."""

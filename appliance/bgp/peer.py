@@ -97,7 +97,7 @@ WRITE_HIGH_WATER = 256 * 1024
 # peers sending full tables the read size bounds how late a KEEPALIVE can be: at 256 KiB
 # (about 35,000 routes a read) ten busy peers delayed ours by over 2 s.
 READ_MAX = 64 * 1024
-# CPU one callback may spend on one peer's received messages. The rest waits in the
+# Time one callback may spend on one peer's received messages. The rest waits in the
 # buffer, reading from that socket pauses (TCP flow control holds the peer back), and a
 # later loop iteration continues - after the timers that came due meanwhile. A read of
 # UPDATEs that are propagated to other peers costs 50-100 ms, so with ten busy peers one
