@@ -121,6 +121,19 @@ def ipv4_update(prefixes: list[str], asn: int, nh: str) -> bytes:
     return pack_updates(IPV4_UNICAST, raw, b"", [prefix_to_key(p) for p in prefixes])[0]
 
 
+def slow_updates(rec: Recorder, seconds: float) -> None:
+    """Each UPDATE the recorder gets costs ``seconds`` of CPU (a busy speaker)."""
+    slow = rec.update_received
+
+    def busy(peer, update):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+        slow(peer, update)
+
+    rec.update_received = busy
+
+
 def test_established_keepalives_update_and_shutdown_message():
     async def main():
         async with Pair(a_passive=False, b_passive=True) as p:
@@ -547,15 +560,7 @@ def test_keepalives_keep_flowing_while_a_table_is_ingested():
             p.b.start()
             p.a.start()
             await until(lambda: p.a.state == p.b.state == "Established")
-            slow = p.rb.update_received
-
-            def busy(peer, update):
-                end = time.perf_counter() + 0.0002
-                while time.perf_counter() < end:
-                    pass
-                slow(peer, update)
-
-            p.rb.update_received = busy
+            slow_updates(p.rb, 0.0002)
             msgs = [ipv4_update([f"10.{i >> 8 & 255}.{i & 255}.0/24"], 65001, A_IP) for i in range(20_000)]
             arrivals: list[float] = []
 
@@ -596,15 +601,7 @@ def test_a_long_read_is_handled_in_slices_with_timers_in_between():
             p.b.start()
             p.a.start()
             await until(lambda: p.a.state == p.b.state == "Established")
-            slow = p.rb.update_received
-
-            def busy(peer, update):
-                end = time.perf_counter() + 0.002
-                while time.perf_counter() < end:
-                    pass
-                slow(peer, update)
-
-            p.rb.update_received = busy
+            slow_updates(p.rb, 0.002)
             prefixes = [f"10.{i >> 8 & 255}.{i & 255}.0/24" for i in range(300)]
             ticks: list[float] = []
 
