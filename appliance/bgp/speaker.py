@@ -35,7 +35,7 @@ from .packet.pathattrs import PathAttributes
 from .packet.update import AttrCache, Update
 from .peer import HandoverError, LocalSettings, Peer
 from .rib.adj_in import AdjRibIn
-from .rib.adj_out import AdjRibOut
+from .rib.adj_out import AdjRibOut, TableSnapshot
 from .rib.checkpoint import family_from_text, family_to_text, pack_keys, unpack_keys
 from .rib.decision import DecisionOptions
 from .rib.export import ExportContext, ExportPolicy
@@ -595,13 +595,16 @@ class Speaker:
             if peer is not None and ribs is not None and peer.state == "Established":
                 for fam in ribs.families:
                     peer.send_route_refresh(fam)
+        tables: dict[AfiSafi, TableSnapshot] = {}  # one copy for all: nothing changes in between
         for key, ctx in held.items():
             peer, ribs = self.peers.get(key), self.ribs.get(key)
             if peer is None or ribs is None or peer.state != "Established" or ribs.export_ctx is not None:
                 continue  # went down (or came up anew) meanwhile
             ribs.export_ctx = ctx
             for fam in ribs.families:
-                self._refresh_out(peer, ribs, fam)
+                if fam not in tables:
+                    tables[fam] = TableSnapshot(self.loc_rib[fam].items())
+                self._refresh_out(peer, ribs, fam, tables[fam])
         log_event(log, "bgp.output-released", peers=len(held), reason=why)
 
     def _end_of_restart(self, ribs: PeerRibs, source: PeerSource) -> None:
@@ -863,11 +866,12 @@ class Speaker:
             return
         self._refresh_out(peer, ribs, family)
 
-    def _refresh_out(self, peer: Peer, ribs: PeerRibs, family: AfiSafi) -> None:
+    def _refresh_out(self, peer: Peer, ribs: PeerRibs, family: AfiSafi,
+                     table: TableSnapshot | None = None) -> None:
         if peer.negotiated is not None and peer.negotiated.enhanced_route_refresh:
             peer.send_route_refresh(family, RouteRefreshSubtype.BORR)
             ribs.eorr_due.add(family)  # EoRR goes out once the snapshot is drained
-        ribs.adj_out.enqueue_full(family, self.loc_rib[family].items())
+        ribs.adj_out.enqueue_full(family, table if table is not None else self.loc_rib[family].items())
         self._mark_dirty(peer.config.neighbor_address)
 
     def writable(self, peer: Peer) -> None:

@@ -42,6 +42,9 @@ def test_peers_are_asked_for_their_routes_in_waves_and_output_waits_for_all():
             p._done = True
             done += 1
             assert sum(map(_asked, peers)) == min(len(peers), wave + done)
+        # the table they are all given again is one copy, shared (not one per peer)
+        tables = {id(sp.ribs[n.neighbor_address].adj_out._full[IPV4_UNICAST].keys) for n in ns}
+        assert len(tables) == 1
         drain(loop)
         # all back: every peer gets its table again, between BoRR and EoRR
         assert all(any(sub == RouteRefreshSubtype.BORR for _f, sub in p.refreshes) for p in peers)
