@@ -99,9 +99,9 @@ WRITE_HIGH_WATER = 256 * 1024
 READ_MAX = 64 * 1024
 # Time one callback may spend on one peer's received messages. The rest waits in the
 # buffer, reading from that socket pauses (TCP flow control holds the peer back), and a
-# later loop iteration continues - after the timers that came due meanwhile. A read of
-# UPDATEs that are propagated to other peers costs 50-100 ms, so with ten busy peers one
-# loop iteration took 0.5-1.6 s without this.
+# later loop iteration continues - after the timers that came due meanwhile. Without it,
+# one loop iteration took 0.5-1.6 s with ten peers sending UPDATEs that were propagated
+# to another peer (about 50-150 ms a read).
 INPUT_SLICE = 0.005
 _TYPE_NAMES = {
     MsgType.OPEN: "open",
