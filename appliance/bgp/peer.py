@@ -28,6 +28,7 @@ import base64
 import contextlib
 import ipaddress
 import logging
+import math
 import os
 import random
 import socket
@@ -921,7 +922,8 @@ class Peer:
         rc = self.stats.received
         # One clock read per socket read: every message of it arrived at the same time.
         now = self._loop_get().time() if msgs else 0.0
-        until = time.perf_counter() + INPUT_SLICE
+        # not in peek mode (the crash guard): its reader accounts what one read used
+        until = time.perf_counter() + INPUT_SLICE if proto.peek is None else math.inf
         for i, (mtype, body) in enumerate(msgs):
             if s.proto is not proto:
                 return  # dropped by an earlier message
@@ -951,8 +953,6 @@ class Peer:
     def _defer_input(self, s: _Session, proto: _Protocol, rest: list[tuple[int, bytes]]) -> None:
         """The slice is spent: ``rest`` goes back in front of the buffer, as it came."""
         proto.buf[:0] = b"".join(encode_message(t, body) for t, body in rest)
-        if proto.peek is not None:
-            return  # peek mode: what is not used stays in the kernel; its reader comes back
         t = s.transport
         if t is None or proto.input_deferred:
             return
