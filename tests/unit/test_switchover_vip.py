@@ -11,24 +11,22 @@ before anything starts. The same over SSH with ncclient: tests/unit/test_netconf
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
 from lxml import etree
 
-from appliance.mgmt import schema
 from appliance.mgmt import switchover as switchover_mod
 from appliance.mgmt.switchover import SwitchoverRunner
 from appliance.netconf.errors import RpcError
 from appliance.netconf.ops import _vip_address
 from appliance.netconf.server import NetconfServer
 from appliance.nsr.issu import IssuError
+from tests.unit.test_yang_model import ctx  # noqa: F401 - the libyang context of yang/, as a fixture
 
 libyang = pytest.importorskip("libyang")
 
 NSR = "urn:fcr:yang:fcr-nsr"
-YANG = Path(__file__).resolve().parents[2] / "yang"
 STANDBY = {"engine-id": "b", "fresh": True, "ready": True, "synchronized": True}
 
 
@@ -67,13 +65,6 @@ def runner(tmp_path, monkeypatch):
         return r, engine
 
     return make
-
-
-@pytest.fixture(scope="module")
-def ctx():
-    c = schema.load_context(YANG)
-    yield c
-    c.destroy()
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +174,7 @@ def test_incomplete_vip_is_rejected(server, runner, inner, tag, bad, message):
     ("010.0.92.1/24", False), ("10.0.92.1/255.255.255.0", False), ("2001:db8::1/129", False),
     ("fe80::1%eth0/64", False), ("2001:db8::1", False), ("eth0/24", False),
 ])
-def test_model_and_operation_agree(ctx, address, valid):
+def test_model_and_operation_agree(ctx, address, valid):  # noqa: F811 - the imported fixture
     """The model's fcr-nsr:ip-address-and-prefix and the operation's check take the same
     values; the model keeps the host bits (inet:ip-prefix's canonical form would not)."""
     xml = f'<switchover xmlns="{NSR}">{_vip(address)}</switchover>'
