@@ -306,6 +306,52 @@ async def _read_msgs(reader, want: int, buf: bytearray) -> list[tuple[int, bytes
         buf.extend(chunk)
 
 
+class FakeB:
+    """Peer A (AS 65001, 1.1.1.1 on 127.0.0.1, connect-retry 30 s) facing a fake B: B's
+    server takes A's connections; B can also connect to A's listener."""
+
+    async def __aenter__(self) -> FakeB:
+        holder: dict[str, Peer] = {}
+        self.la = Listener([A_IP], 0, lambda s, ip: holder["a"].incoming_connection(s, ip))
+        await self.la.start()
+        self.accepted: asyncio.Queue = asyncio.Queue()
+
+        async def on_conn(reader, writer):
+            await self.accepted.put((reader, writer))
+
+        self.server = await asyncio.start_server(on_conn, B_IP, 0)
+        self.rec = Recorder()
+        self.peer = holder["a"] = Peer(
+            neighbor(B_IP, 65002, self.server.sockets[0].getsockname()[1], A_IP, connect_retry=30),
+            LocalSettings(65001, "1.1.1.1"), self.rec,
+        )
+        self.writers: list = []
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.peer.shutdown()
+        for w in self.writers:
+            w.close()
+        self.server.close()
+        self.la.close()
+
+    async def outgoing(self) -> tuple:
+        """A's connection to B, once A's OPEN is on it: (reader, writer, buffer)."""
+        r, w = await asyncio.wait_for(self.accepted.get(), 5)
+        self.writers.append(w)
+        buf = bytearray()
+        assert (await _read_msgs(r, 1, buf))[0][0] == MsgType.OPEN
+        return r, w, buf
+
+    async def incoming(self) -> tuple:
+        """B's connection to A, once A has answered it with its OPEN."""
+        r, w = await asyncio.open_connection(A_IP, self.la.bound[0][1], local_addr=(B_IP, 0))
+        self.writers.append(w)
+        buf = bytearray()
+        assert (await _read_msgs(r, 1, buf))[0][0] == MsgType.OPEN
+        return r, w, buf
+
+
 @pytest.mark.parametrize("first_open", ["openconfirm", "opensent"])
 @pytest.mark.parametrize("remote_id,keep", [("9.9.9.9", "incoming"), ("0.0.0.1", "outgoing")])
 def test_collision_resolution_by_bgp_identifier(remote_id, keep, first_open):
@@ -314,35 +360,15 @@ def test_collision_resolution_by_bgp_identifier(remote_id, keep, first_open):
     or, the two being ours and the peer's, still in OpenSent (as FRR resolves it)."""
 
     async def main():
-        la_holder: dict[str, Peer] = {}
-        la = Listener([A_IP], 0, lambda s, ip: la_holder["a"].incoming_connection(s, ip))
-        await la.start()
-        accepted: asyncio.Queue = asyncio.Queue()
-
-        async def on_conn(reader, writer):
-            await accepted.put((reader, writer))
-
-        server = await asyncio.start_server(on_conn, B_IP, 0)
-        rec = Recorder()
-        peer = Peer(
-            neighbor(B_IP, 65002, server.sockets[0].getsockname()[1], A_IP, connect_retry=30),
-            LocalSettings(65001, "1.1.1.1"), rec,
-        )
-        la_holder["a"] = peer
-        fake_open = Open(4, 65002, 90, remote_id, (FourOctetAs(65002),)).encode()
-        writers = []
-        try:
+        async with FakeB() as b:
+            peer, rec = b.peer, b.rec
+            fake_open = Open(4, 65002, 90, remote_id, (FourOctetAs(65002),)).encode()
             peer.start()
-            r1, w1 = await asyncio.wait_for(accepted.get(), 5)      # A's outgoing connection
-            writers.append(w1)
-            b1, b2 = bytearray(), bytearray()
-            assert (await _read_msgs(r1, 1, b1))[0][0] == MsgType.OPEN
+            r1, w1, b1 = await b.outgoing()      # A's outgoing connection
             if first_open == "openconfirm":
                 w1.write(fake_open)
                 await until(lambda: peer.state == "OpenConfirm", what="OpenConfirm on conn 1")
-            r2, w2 = await asyncio.open_connection(A_IP, la.bound[0][1], local_addr=(B_IP, 0))
-            writers.append(w2)
-            assert (await _read_msgs(r2, 1, b2))[0][0] == MsgType.OPEN   # A answers on the incoming
+            r2, w2, b2 = await b.incoming()      # A answers on the incoming
             assert peer._secondary is not None
             # the OPEN that makes A resolve: on conn 2 against conn 1 in OpenConfirm, or on
             # conn 1 against conn 2 in OpenSent
@@ -359,12 +385,6 @@ def test_collision_resolution_by_bgp_identifier(remote_id, keep, first_open):
             assert peer._primary.outgoing == (keep == "outgoing")
             assert peer._secondary is None
             assert rec.events == [("up",)]
-        finally:
-            await peer.shutdown()
-            for w in writers:
-                w.close()
-            server.close()
-            la.close()
 
     run(main())
 
@@ -375,33 +395,13 @@ def test_peer_closing_our_connection_for_a_collision_keeps_the_other():
     session goes on with the incoming one and never passes through Idle."""
 
     async def main():
-        la_holder: dict[str, Peer] = {}
-        la = Listener([A_IP], 0, lambda s, ip: la_holder["a"].incoming_connection(s, ip))
-        await la.start()
-        accepted: asyncio.Queue = asyncio.Queue()
-
-        async def on_conn(reader, writer):
-            await accepted.put((reader, writer))
-
-        server = await asyncio.start_server(on_conn, B_IP, 0)
-        rec, states = Recorder(), []
-        rec.state_changed = lambda peer, old, new: states.append((old, new))
-        peer = Peer(
-            neighbor(B_IP, 65002, server.sockets[0].getsockname()[1], A_IP, connect_retry=30),
-            LocalSettings(65001, "1.1.1.1"), rec,
-        )
-        la_holder["a"] = peer
-        fake_open = Open(4, 65002, 90, "9.9.9.9", (FourOctetAs(65002),)).encode()
-        writers = []
-        try:
+        async with FakeB() as b:
+            peer, rec, states = b.peer, b.rec, []
+            rec.state_changed = lambda peer, old, new: states.append((old, new))
+            fake_open = Open(4, 65002, 90, "9.9.9.9", (FourOctetAs(65002),)).encode()
             peer.start()
-            r1, w1 = await asyncio.wait_for(accepted.get(), 5)      # A's outgoing connection
-            writers.append(w1)
-            b1, b2 = bytearray(), bytearray()
-            assert (await _read_msgs(r1, 1, b1))[0][0] == MsgType.OPEN
-            r2, w2 = await asyncio.open_connection(A_IP, la.bound[0][1], local_addr=(B_IP, 0))
-            writers.append(w2)
-            assert (await _read_msgs(r2, 1, b2))[0][0] == MsgType.OPEN
+            r1, w1, _b1 = await b.outgoing()      # A's outgoing connection
+            _r2, w2, _b2 = await b.incoming()
             w1.write(Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION).encode())
             assert await asyncio.wait_for(r1.read(100), 5) == b""   # A closed it, silently
             assert peer._secondary is None and not peer._primary.outgoing
@@ -413,12 +413,6 @@ def test_peer_closing_our_connection_for_a_collision_keeps_the_other():
                               ("OpenSent", "OpenConfirm"), ("OpenConfirm", "Established")]
             assert peer.stats.last_notification_sent is None
             assert peer.stats.last_notification_received[:2] == (6, 7)
-        finally:
-            await peer.shutdown()
-            for w in writers:
-                w.close()
-            server.close()
-            la.close()
 
     run(main())
 
