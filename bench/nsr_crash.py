@@ -82,7 +82,6 @@ from nsr_switchover import (  # noqa: E402
     FCR_ADDR,
     FCR_AS,
     PYTHON,
-    Events,
     Sess,
     build_feed,
     ctl,
@@ -323,7 +322,9 @@ def summ_ms(xs: list[float]) -> dict | None:
 
 
 class Bench(sw.Bench):
-    """nsr_switchover.Bench's namespaces and start_fcrd; run_case is the crash."""
+    """nsr_switchover.Bench's namespaces, fcrd, speaker and capture; run_case is the crash."""
+
+    speaker_script = Path(__file__).resolve()  # the speaker with route refresh (RrSpeaker)
 
     def __init__(self, args) -> None:
         args.churn = []
@@ -377,34 +378,12 @@ class Bench(sw.Bench):
                                        "--nsr-holder", holder], "0")
             procs.append(old)
             wait_for(lambda: ctl(ctl0, "nsr.status").get("active"), 30, "fcrd active", old)
-            spk = self.h_peers.popen(
-                [PYTHON, Path(__file__).resolve(), "speaker", "--connect", FCR_ADDR, "--peers", str(n),
-                 "--routes", str(routes), "--max-seconds", str(3 * a.case_timeout + 300), "--hold", str(a.hold),
-                 "--refresh-rate", str(a.refresh_rate)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(wd / "speaker.err", "ab"))
-            procs.append(spk)
-            ev = Events(spk, wd / "speaker.jsonl")
-            ev.wait("built", 120)
-            ev.wait("established", 60 + n)
+            ev = self.start_speaker(wd, procs, n, routes, 3 * a.case_timeout + 300,
+                                    ["--refresh-rate", str(a.refresh_rate)])
             log(f"{tag}: {n} sessions Established; feeding {routes:,} routes (rate {rate or 'unpaced'})")
             t_feed = time.monotonic()
             ev.send(cmd="send", rate=rate)
-            deadline = t_feed + a.case_timeout
-            for _ in range(100_000):
-                if old.poll() is not None:
-                    raise RuntimeError(f"fcrd exited with {old.returncode}")
-                if ev.lost:
-                    raise RuntimeError(f"session lost while feeding: {ev.lost[:3]}")
-                with contextlib.suppress(OSError):
-                    if ctl(ctl0, "bgp.summary", timeout=30)["rib"]["ipv4-unicast"] >= routes \
-                            and ev.status()[0]["nlri"] >= expect_out:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"table not complete after {a.case_timeout} s")
-                time.sleep(0.5)
-            row["feed_s"] = round(time.monotonic() - t_feed, 2)
-            idle = wait_idle(old.pid, 120)
-            row["settle_before_s"] = None if idle is None else round(idle, 2)
+            self.wait_table(old, ctl0, ev, routes, {0: expect_out}, t_feed, row, tag)
             st = wait_for(lambda: (s := holder_query(holder)) and len(s["sessions"]) == n
                           and not any(x["orphan"] for x in s["sessions"]) and s, 30, "holder has every session")
             row["holder_sessions"] = len(st["sessions"])
@@ -412,12 +391,7 @@ class Bench(sw.Bench):
             before = {s["peer"]: s for s in ev.status()}
             before_fcr = {x["neighbor-address"]: x for x in ctl(ctl0, "bgp.summary", timeout=60)["neighbors"]}
 
-            cap = wd / "peers.pcap"
-            tcpdump = self.h_peers.popen(
-                ["tcpdump", "-i", self.if_peers, "-n", "-U", "--immediate-mode", "-s", "320",
-                 "-B", "65536", "-w", str(cap), "tcp port 179"], log=wd / "tcpdump.log")
-            wait_for(lambda: "listening on" in (wd / "tcpdump.log").read_text(errors="replace"), 5, "tcpdump",
-                     period=0.05)
+            tcpdump, cap = self.start_capture(wd, 320, 65536)
             ev.send(cmd="probe", ms=probe_ms)
             ev.wait("probe", 10)
             time.sleep(2.0 + random.uniform(0, a.hold / 3))  # a random point of the keepalive cycle
@@ -468,10 +442,7 @@ class Bench(sw.Bench):
             row["settle_after_s"] = None if idle is None else round(idle, 2)
             row["rss_new_kib"] = proc_status(new.pid, "VmHWM")
             after = {s["peer"]: s for s in ev.status()}
-            tcpdump.send_signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                tcpdump.wait(10)
-            Host.stop_process(tcpdump)
+            row["tcpdump"] = self.stop_capture(tcpdump, wd)
             for name, (t, _line) in evs.items():
                 row[f"kill_to_{name}_s"] = round(t - w_kill, 3)
             rel = evs["bgp.output-released"][1]
@@ -536,8 +507,6 @@ class Bench(sw.Bench):
                       "last_before_kill_ms"):
                 row[k] = summ_ms([v[k] for v in per.values() if k in v])
             row["per_session"] = per
-            tdlog = (wd / "tcpdump.log").read_text(errors="replace")
-            row["tcpdump"] = " ".join(ln.strip() for ln in tdlog.splitlines() if "packets" in ln)
             row["problems"] = problems
             row["status"] = "ok"
             log(f"{tag}: gap {fmt(row['gap_first_bgp_ms'])} ms, kill->first msg {fmt(row['kill_to_first_bgp_ms'])} ms, "

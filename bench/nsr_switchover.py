@@ -807,6 +807,79 @@ class Bench:
         os.chmod(wd, 0o755)
         return wd
 
+    def wait_table(self, old: subprocess.Popen, control: str, ev: Events, routes: int,
+                   expect_out: dict[int, int], t_feed: float, row: dict, tag: str) -> int:
+        """Until fcrd has ``routes`` in its RIB and speaker i got ``expect_out[i]`` back,
+        then until fcrd's CPU is idle (row: feed_s, feed_max_ctl_s, settle_before_s).
+        Returns the RIB size."""
+        deadline = t_feed + self.args.case_timeout
+        rib = 0
+        for _ in range(100_000):
+            if old.poll() is not None:
+                raise RuntimeError(f"fcrd exited with {old.returncode}")
+            if ev.lost:
+                raise RuntimeError(f"session lost while feeding: {ev.lost[:3]}")
+            tq = time.monotonic()
+            try:
+                summ = ctl(control, "bgp.summary", timeout=max(1.0, deadline - tq))
+            except OSError as exc:  # includes a timeout: the engine's loop did not answer
+                log(f"{tag}: bgp.summary: {exc!r} after {time.monotonic() - tq:.1f} s")
+                summ = None
+            finally:
+                row["feed_max_ctl_s"] = round(max(row.get("feed_max_ctl_s", 0), time.monotonic() - tq), 2)
+            if summ is not None:
+                rib = summ["rib"]["ipv4-unicast"]
+                if rib >= routes:
+                    st = ev.status()
+                    if all(st[i]["nlri"] >= c for i, c in expect_out.items()):
+                        break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"table not complete after {self.args.case_timeout} s: rib {rib}")
+            time.sleep(0.5)
+        row["feed_s"] = round(time.monotonic() - t_feed, 2)
+        idle = wait_idle(old.pid, 120)
+        row["settle_before_s"] = None if idle is None else round(idle, 2)
+        return rib
+
+    # the script whose ``speaker`` subcommand runs the peers (nsr_crash.py has its own)
+    speaker_script = Path(__file__).resolve()
+
+    def start_speaker(self, wd: Path, procs: list, n: int, routes: int, max_seconds: float,
+                      extra: list[str], built_timeout: float = 120.0) -> Events:
+        """The speakers' process in the peers' namespace, until its n sessions are up."""
+        spk = self.h_peers.popen(
+            [PYTHON, self.speaker_script, "speaker", "--connect", FCR_ADDR, "--peers", str(n),
+             "--routes", str(routes), "--max-seconds", str(max_seconds), "--hold", str(self.args.hold),
+             *extra],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(wd / "speaker.err", "ab"))
+        procs.append(spk)
+        ev = Events(spk, wd / "speaker.jsonl")
+        ev.wait("built", built_timeout)
+        ev.wait("established", 60 + n)
+        return ev
+
+    def start_capture(self, wd: Path, snaplen: int, buffer_kib: int) -> tuple[subprocess.Popen, Path]:
+        """tcpdump of the BGP traffic on the peers' side, once it is listening."""
+        cap = wd / "peers.pcap"
+        tcpdump = self.h_peers.popen(
+            ["tcpdump", "-i", self.if_peers, "-n", "-U", "--immediate-mode", "-s", str(snaplen),
+             "-B", str(buffer_kib), "-w", str(cap), "tcp port 179"], log=wd / "tcpdump.log")
+        wait_for(lambda: "listening on" in (wd / "tcpdump.log").read_text(errors="replace"), 5, "tcpdump",
+                 tcpdump, period=0.05)
+        return tcpdump, cap
+
+    @staticmethod
+    def stop_capture(tcpdump: subprocess.Popen, wd: Path) -> str:
+        """Stop it (SIGINT: the file is complete); its packet counts."""
+        from tests.topotest.netns import Host
+
+        tcpdump.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            tcpdump.wait(10)
+        Host.stop_process(tcpdump)
+        tdlog = (wd / "tcpdump.log").read_text(errors="replace")
+        return " ".join(ln.strip() for ln in tdlog.splitlines() if "packets" in ln)
+
     def run_case(self, n: int, routes: int) -> dict:
         from appliance.nsr.issu import run_issu
         from tests.topotest.netns import Host
@@ -838,16 +911,9 @@ class Bench:
                 if time.monotonic() > deadline:
                     raise RuntimeError("fcrd not active after 30 s")
                 time.sleep(0.1)
-            spk = self.h_peers.popen(
-                [PYTHON, Path(__file__).resolve(), "speaker", "--connect", FCR_ADDR, "--peers", str(n),
-                 "--routes", str(routes), "--max-seconds", str(a.case_timeout + 300), "--hold", str(a.hold),
-                 "--table-peers", str(table_peers), "--filter", a.filter,
-                 *(["--active"] if a.fcr_passive else [])],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(wd / "speaker.err", "ab"))
-            procs.append(spk)
-            ev = Events(spk, wd / "speaker.jsonl")
-            ev.wait("built", 120)
-            ev.wait("established", 60 + n)
+            ev = self.start_speaker(wd, procs, n, routes, a.case_timeout + 300,
+                                    ["--table-peers", str(table_peers), "--filter", a.filter,
+                                     *(["--active"] if a.fcr_passive else [])])
             log(f"{tag}: {n} sessions Established; feeding {routes:,} routes")
             t_feed = time.monotonic()
             rate = a.feed_rate if a.feed_rate >= 0 else (0 if n == 1 else 100_000 if n <= 10 else 10_000)
@@ -860,32 +926,7 @@ class Bench:
                 expect_out = {i: routes - sum(share(j) for j in range(table_peers)) for i in range(table_peers)}
             else:  # split horizon: all but their own
                 expect_out = {i: routes - share(i) for i in range(table_peers)}
-            deadline = t_feed + a.case_timeout
-            rib = 0
-            for _ in range(100_000):
-                if old.poll() is not None:
-                    raise RuntimeError(f"fcrd exited with {old.returncode}")
-                if ev.lost:
-                    raise RuntimeError(f"session lost while feeding: {ev.lost[:3]}")
-                tq = time.monotonic()
-                try:
-                    summ = ctl(control, "bgp.summary", timeout=max(1.0, deadline - tq))
-                except OSError as exc:  # includes a timeout: the engine's loop did not answer
-                    log(f"{tag}: bgp.summary: {exc!r} after {time.monotonic() - tq:.1f} s")
-                    continue
-                finally:
-                    row["feed_max_ctl_s"] = round(max(row.get("feed_max_ctl_s", 0), time.monotonic() - tq), 2)
-                rib = summ["rib"]["ipv4-unicast"]
-                if rib >= routes:
-                    st = ev.status()
-                    if all(st[i]["nlri"] >= c for i, c in expect_out.items()):
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"table not complete after {a.case_timeout} s: rib {rib}")
-                time.sleep(0.5)
-            row["feed_s"] = round(time.monotonic() - t_feed, 2)
-            idle = wait_idle(old.pid, 120)
-            row["settle_before_s"] = None if idle is None else round(idle, 2)
+            rib = self.wait_table(old, control, ev, routes, expect_out, t_feed, row, tag)
             row["rss_old_before_kib"] = proc_status(old.pid, "VmHWM")
             log(f"{tag}: table complete in {row['feed_s']} s (RIB {rib:,}, table peers got "
                 f"{sum(expect_out.values()):,}); old fcrd VmHWM {row['rss_old_before_kib'] // 1024} MiB")
@@ -895,14 +936,7 @@ class Bench:
             ev.wait("reset-gap", 10)
             before_fcr = {x["neighbor-address"]: x for x in ctl(control, "bgp.summary", timeout=60)["neighbors"]}
 
-            cap = wd / "peers.pcap"
-            tcpdump = self.h_peers.popen(
-                ["tcpdump", "-i", self.if_peers, "-n", "-U", "--immediate-mode", "-s", "128",
-                 "-B", "32768", "-w", str(cap), "tcp port 179"], log=wd / "tcpdump.log")
-            for _ in range(100):  # until tcpdump is listening
-                if "listening on" in (wd / "tcpdump.log").read_text(errors="replace"):
-                    break
-                time.sleep(0.05)
+            tcpdump, cap = self.start_capture(wd, 128, 32768)
             ev.send(cmd="probe", ms=probe_ms)
             ev.wait("probe", 10)
             probe_on = time.time() + 0.05
@@ -930,10 +964,7 @@ class Bench:
             row["old_exit"] = old.returncode
             row["old_exit_s"] = round(time.monotonic() - t_term, 2)
             time.sleep(a.post_capture)
-            tcpdump.send_signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                tcpdump.wait(10)
-            Host.stop_process(tcpdump)
+            row["tcpdump"] = self.stop_capture(tcpdump, wd)
             idle = wait_idle(new.pid, 180)
             row["settle_after_s"] = None if idle is None else round(idle, 2)
             row["rss_new_kib"] = proc_status(new.pid, "VmHWM")
@@ -999,8 +1030,6 @@ class Bench:
             if mg:
                 row["max_bgp_gap_ms"] = mg[-1]
             row["per_session"] = per
-            tdlog = (wd / "tcpdump.log").read_text(errors="replace")
-            row["tcpdump"] = " ".join(ln.strip() for ln in tdlog.splitlines() if "packets" in ln)
             row["problems"] = problems
             row["dropped"] = bool(problems)
             row["status"] = "ok"
@@ -1078,16 +1107,9 @@ class Bench:
                                      and x.get("ready") for x in ctl(control, "nsr.status").get("standbys", [])),
                          60, "standby in sync", sb)
                 row["standby_ready_s"] = round(time.monotonic() - t_sb, 3)
-            spk = self.h_peers.popen(
-                [PYTHON, Path(__file__).resolve(), "speaker", "--connect", FCR_ADDR, "--peers", str(n),
-                 "--routes", str(routes), "--max-seconds", str(a.case_timeout * 2 + 300), "--hold", str(a.hold),
-                 "--table-peers", str(table_peers), "--filter", a.filter, "--gens", "2",
-                 *(["--active"] if a.fcr_passive else [])],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(wd / "speaker.err", "ab"))
-            procs.append(spk)
-            ev = Events(spk, wd / "speaker.jsonl")
-            ev.wait("built", 300)
-            ev.wait("established", 60 + n)
+            ev = self.start_speaker(wd, procs, n, routes, a.case_timeout * 2 + 300,
+                                    ["--table-peers", str(table_peers), "--filter", a.filter, "--gens", "2",
+                                     *(["--active"] if a.fcr_passive else [])], built_timeout=300)
             log(f"{tag}: {n} sessions Established")
 
             def share(i: int) -> int:
@@ -1168,8 +1190,8 @@ class Bench:
                         raise RuntimeError(f"fcrd exited with {act.returncode}")
                     if ev.lost:
                         ph["lost"] = ev.lost[:3]
-                    if spk.poll() is not None:
-                        raise RuntimeError(f"speaker exited with {spk.returncode}")
+                    if ev.proc.poll() is not None:
+                        raise RuntimeError(f"speaker exited with {ev.proc.returncode}")
                     summ = ctl(control, "bgp.summary", timeout=max(1.0, deadline - time.monotonic()))
                     nb = {x["neighbor-address"]: x for x in summ["neighbors"]}
                     done = (summ["rib"]["ipv4-unicast"] >= routes and all(
